@@ -1,0 +1,3 @@
+from mailstats.cli import main
+
+main()

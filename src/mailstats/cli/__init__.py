@@ -1,0 +1,26 @@
+"""The `mailstats` command: a thin shell over the library, one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from mailstats import __version__
+from mailstats.cli import demo, export, ingest, serve, tokens
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mailstats")
+def cli() -> None:
+    """Email engagement tracking and statistics, wire-compatible with Copernica's v2 API."""
+
+
+cli.add_command(serve.serve)
+cli.add_command(serve.migrate)
+cli.add_command(tokens.token)
+cli.add_command(demo.demo)
+cli.add_command(export.export)
+cli.add_command(ingest.ingest_mail)
+
+
+def main() -> None:
+    cli(prog_name="mailstats")

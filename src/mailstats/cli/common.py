@@ -1,0 +1,40 @@
+"""Options and helpers every command shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from mailstats import settings as settings_mod
+from mailstats.errors import MailstatsError
+from mailstats.settings import Settings
+from mailstats.store import Store, open_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def db_option(func: F) -> F:
+    options = [
+        click.option("--db", help="SQLite file or postgresql:// URL [env MAILSTATS_DB; default ./mailstats.db]"),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                     help="A TOML settings file."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def load_settings(**flags: Any) -> Settings:
+    try:
+        return settings_mod.load(**flags)
+    except MailstatsError as exc:
+        raise click.UsageError(exc.message) from None
+
+
+def open_db(settings: Settings) -> Store:
+    try:
+        return open_store(settings.db, pool_size=settings.pool_size)
+    except MailstatsError as exc:
+        raise click.ClickException(exc.message) from None

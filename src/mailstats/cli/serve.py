@@ -1,0 +1,105 @@
+"""`mailstats serve` and `mailstats migrate`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+import click
+import uvicorn
+
+from mailstats.cli.common import db_option, load_settings, open_db
+from mailstats.settings import Settings
+
+_SECRET_QUERY = re.compile(r"(access_token=)[^&\s]*", re.IGNORECASE)
+
+
+class RedactTokens(logging.Filter):
+    """Access tokens never reach a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        record.msg = _SECRET_QUERY.sub(r"\1[redacted]", str(record.msg))
+        return True
+
+
+def _env_for_workers(settings: Settings) -> None:
+    """Worker processes build their settings from these variables at their start-up."""
+    for name, value in {
+        "db": settings.db, "host": settings.host, "port": settings.port,
+        "public_url": settings.public_url, "timezone": settings.timezone,
+        "spool": str(settings.spool_path), "rate_limit": settings.rate_limit,
+        "commit_deadline_ms": settings.commit_deadline_ms,
+        "trusted_proxies": ",".join(str(n) for n in settings.trusted_proxies),
+    }.items():  # fmt: skip
+        os.environ[f"MAILSTATS_{name.upper()}"] = str(value)
+    if settings.secret:
+        os.environ["MAILSTATS_SECRET"] = settings.secret.reveal()
+
+
+@click.command()
+@db_option
+@click.option("--host", help="Address to listen on [default 127.0.0.1]")
+@click.option("--port", type=int, help="Port to listen on [default 8000]")
+@click.option("--public-url", help="Base URL of tracked links, e.g. https://t.example.com")
+@click.option("--workers", type=int, help="Worker processes [default 1]")
+@click.option("--timezone", help="Default time zone of new accounts [default Europe/Amsterdam]")
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="Proxy address or network whose X-Forwarded-For counts",
+)
+@click.option("--rate-limit", type=float, help="API requests per second per token (0: off)")
+def serve(**flags: Any) -> None:
+    """Run the HTTP server: API, tracking endpoints and everything else.
+
+    Example: mailstats serve --db mailstats.db --port 8000 --public-url https://t.example.com
+    """
+    flags["trusted_proxies"] = flags["trusted_proxies"] or None
+    settings = load_settings(**flags)
+    open_db(settings).close()  # migrate once, before any worker starts
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    click.echo(
+        f"mailstats on http://{settings.host}:{settings.port}  (database {settings.db})", err=True
+    )
+    common: dict[str, Any] = {"host": settings.host, "port": settings.port, "proxy_headers": False,
+              "server_header": False, "access_log": settings.access_log,
+              "log_config": _log_config()}  # fmt: skip
+    if settings.workers > 1:
+        _env_for_workers(settings)
+        uvicorn.run(
+            "mailstats.web.app:from_environment", factory=True, workers=settings.workers, **common
+        )
+    else:
+        from mailstats.web.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+
+
+def _log_config() -> dict[str, Any]:
+    config: dict[str, Any] = dict(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {"redact": {"()": "mailstats.cli.serve.RedactTokens"}}
+    config["handlers"] = {
+        name: {**handler, "filters": ["redact"]} for name, handler in config["handlers"].items()
+    }
+    return config
+
+
+@click.command()
+@db_option
+def migrate(db: str | None, config_file: str | None) -> None:
+    """Apply pending database migrations (serve does this too).
+
+    Example: mailstats migrate --db postgresql://postgres@127.0.0.1/mailstats
+    """
+    store = open_db(load_settings(db=db, config_file=config_file))
+    store.close()
+    click.echo("Database is up to date.")

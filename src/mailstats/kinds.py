@@ -1,0 +1,85 @@
+"""The six kinds of event, each described once.
+
+List endpoints, queries, export, ingestion and demo data are all driven from these
+descriptions, so the kinds differ only in the columns they add to the common ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ValueType = Literal["str", "int", "json"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column that one kind adds: its API field name, table column and type."""
+
+    name: str
+    type: ValueType = "str"
+    max_length: int = 0  # 0: unbounded; longer values are cut on write
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of event: its API name (also its table) and what sets it apart."""
+
+    name: str
+    code: int  # a small stable number, stored where kinds share a table
+    columns: tuple[Column, ...]
+    per_link: bool = False  # unique per destination *and* link (clicks), else per destination
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The item's fields in API order (compat.md section 4)."""
+        head = (
+            ("ID", "mailing", "link", "timestamp")
+            if self.per_link
+            else (
+                "ID",
+                "mailing",
+                "timestamp",
+            )
+        )
+        return (*head, *(c.name for c in self.columns), "destination", "profile", "subprofile")
+
+
+IP = Column("ip", max_length=64)
+USERAGENT = Column("useragent", max_length=1024)
+
+CLICKS = Kind("clicks", 1, (IP, USERAGENT), per_link=True)
+IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, Column("device", max_length=16)))
+DELIVERIES = Kind("deliveries", 3, (Column("attempts", "int"),))
+ERRORS = Kind(
+    "errors",
+    4,
+    (
+        Column("status", max_length=32),
+        Column("errorcode", max_length=32),
+        Column("description", max_length=2048),
+        Column("errortype", max_length=32),
+    ),
+)
+ABUSES = Kind("abuses", 5, (Column("report", "json", max_length=65536),))
+UNSUBSCRIBES = Kind("unsubscribes", 6, (IP, USERAGENT))
+
+KINDS: dict[str, Kind] = {
+    k.name: k for k in (CLICKS, IMPRESSIONS, DELIVERIES, ERRORS, ABUSES, UNSUBSCRIBES)
+}
+
+
+FieldType = Literal["id", "time", "text"]
+
+
+def filterable(kind: Kind) -> dict[str, FieldType]:
+    """The fields a `fields[]` expression may name on this kind, with their value types."""
+    types: dict[str, FieldType] = {}
+    for name in kind.fields:
+        if name in ("ID", "mailing", "destination", "attempts"):
+            types[name] = "id"
+        elif name == "timestamp":
+            types[name] = "time"
+        elif name != "report":
+            types[name] = "text"
+    return types

@@ -1,0 +1,244 @@
+"""What DSN and ARF parsing share: the error, finding the MIME parts, field blocks and the
+identifiers that lead back to the message that was sent."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import quopri
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
+
+# Reports are small; what makes one big is the returned original message, which comes after
+# the machine-readable part, so cutting the input keeps everything we read.
+MAX_REPORT_BYTES = 4 * 1024 * 1024
+MAX_FIELD_CHARS = 256 * 1024  # of one machine-readable part
+MAX_VALUE_CHARS = 2048  # of one field value, after unfolding
+MAX_IDENTIFIER_CHARS = 998  # the longest a header line may be, so longer is not an ID
+
+Fields = list[tuple[str, str]]  # (lowercased name, unfolded value), in order
+
+_FIELD = re.compile(r"([\x21-\x39\x3b-\x7e]+)[ \t]*:(.*)", re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_SPACE = re.compile(r"\s+")
+_ANGLE_ID = re.compile(r"<([^<>\s]+)>")
+
+
+class ReportError(ValueError):
+    """The input is not a DSN or ARF report that can be read; the message says why."""
+
+
+def load(raw: object) -> tuple[Message, Message]:
+    """The whole message and its multipart/report part (the same one unless wrapped)."""
+    if isinstance(raw, bytearray | memoryview):
+        raw = bytes(raw)
+    if not isinstance(raw, bytes):
+        raise ReportError(f"a report must be bytes, not {type(raw).__name__}")
+    if not raw.strip():
+        raise ReportError("empty report")
+    envelope = message_from_bytes(raw[:MAX_REPORT_BYTES], policy=compat32)
+    return envelope, _find_report(envelope)
+
+
+def _find_report(envelope: Message) -> Message:
+    ctype = envelope.get_content_type()
+    if ctype == "multipart/report":
+        return envelope
+    # A gateway may wrap the report in multipart/mixed (disclaimers, list footers).
+    for part in subparts(envelope):
+        if part.get_content_type() == "multipart/report":
+            return part
+    raise ReportError(f"not a multipart/report message (Content-Type is {ctype})")
+
+
+def report_type(report: Message) -> str:
+    value = report.get_param("report-type")
+    if isinstance(value, tuple):  # RFC 2231 form
+        value = value[2]
+    return clean(value if isinstance(value, str) else "").lower()
+
+
+def subparts(msg: Message) -> list[Message]:
+    payload = msg.get_payload() if msg.is_multipart() else None
+    if not isinstance(payload, list):
+        return []
+    return [p for p in payload[:100] if isinstance(p, Message)]
+
+
+def find_part(report: Message, types: Iterable[str]) -> Message | None:
+    wanted = set(types)
+    return next((p for p in subparts(report) if p.get_content_type() in wanted), None)
+
+
+def clean(value: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """Unfold, drop control characters and undo the parser's surrogate escapes."""
+    text = value[: limit * 4].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = _CONTROL.sub(" ", text)
+    return _SPACE.sub(" ", text).strip()[:limit]
+
+
+def header_values(msg: Message | None, name: str) -> list[str]:
+    """Every value of one header, cleaned; raw so that odd bytes cannot make it raise."""
+    if msg is None:
+        return []
+    name = name.lower()
+    return [clean(str(v)) for n, v in msg.raw_items() if n.lower() == name]
+
+
+def header(msg: Message | None, name: str) -> str:
+    values = header_values(msg, name)
+    return values[0] if values else ""
+
+
+def field_blocks(part: Message) -> list[Fields]:
+    """The blocks of `Name: value` fields of a machine-readable part (RFC 3464 section 2)."""
+    return parse_fields(_part_text(part))
+
+
+def _part_text(part: Message) -> str:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        # The parser split message/* parts into header blocks; put the text back together.
+        chunks = []
+        for sub in payload[:1000]:
+            if not isinstance(sub, Message):
+                continue
+            lines = [f"{n}: {v}" for n, v in sub.raw_items()]
+            body = sub.get_payload()
+            if isinstance(body, str) and body.strip():
+                lines += ["", body]
+            chunks.append("\n".join(lines))
+        text = "\n\n".join(chunks)
+    else:
+        text = payload if isinstance(payload, str) else ""
+    text = text[:MAX_FIELD_CHARS]
+    encoding = header(part, "content-transfer-encoding").lower()
+    data = text.encode("utf-8", "surrogateescape")
+    if encoding == "base64":
+        try:
+            data = base64.b64decode(data)
+        except (binascii.Error, ValueError):
+            return ""
+    elif encoding == "quoted-printable":
+        data = quopri.decodestring(data)
+    return data.decode("utf-8", "replace")
+
+
+def parse_fields(text: str) -> list[Fields]:
+    blocks: list[Fields] = []
+    current: list[list[str]] = []
+    for line in text[:MAX_FIELD_CHARS].splitlines():
+        if not line.strip():
+            if current:
+                blocks.append([(n, clean(v)) for n, v in current])
+                current = []
+        elif line[0] in " \t":
+            if current and len(current[-1][1]) < MAX_VALUE_CHARS * 4:
+                current[-1][1] += " " + line
+        elif match := _FIELD.match(line):
+            current.append([match.group(1).lower(), match.group(2)])
+    if current:
+        blocks.append([(n, clean(v)) for n, v in current])
+    return blocks
+
+
+def first(fields: Fields, name: str) -> str:
+    return next((v for n, v in fields if n == name), "")
+
+
+def values(fields: Fields, name: str) -> list[str]:
+    return [v for n, v in fields if n == name]
+
+
+def address(value: str) -> str:
+    """`rfc822; <bob@example.org>` -> `bob@example.org`."""
+    kind, sep, rest = value.partition(";")
+    if sep and "@" not in kind:
+        value = rest
+    return value.strip().strip("<>").strip()
+
+
+def original_message(report: Message) -> Message | None:
+    """The headers of the returned message: message/rfc822 or text/rfc822-headers."""
+    for part in subparts(report):
+        ctype = part.get_content_type()
+        payload = part.get_payload()
+        if ctype in ("message/rfc822", "message/global", "message/global-headers"):
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                return payload[0]
+        elif ctype in ("text/rfc822-headers", "text/rfc822") and isinstance(payload, str):
+            return _headers_from_text(part, payload)
+    return None
+
+
+def _headers_from_text(part: Message, payload: str) -> Message:
+    data = payload[:MAX_FIELD_CHARS].encode("utf-8", "surrogateescape")
+    if header(part, "content-transfer-encoding").lower() in ("base64", "quoted-printable"):
+        decoded = part.get_payload(decode=True)
+        data = decoded[:MAX_FIELD_CHARS] if isinstance(decoded, bytes) else data
+    return message_from_bytes(data, policy=compat32)
+
+
+def message_id(value: str) -> str:
+    match = _ANGLE_ID.search(value)
+    if match:
+        return match.group(1)
+    return value if value and " " not in value else ""
+
+
+def identifiers(
+    envelope: Message,
+    original: Message | None,
+    recipients: Iterable[str],
+    more_ids: Iterable[str] = (),
+    verp_addresses: Iterable[str] = (),
+) -> tuple[str, ...]:
+    """Every value that may lead back to the sent message, most specific first.
+
+    The Message-ID of the returned message, then other Message-IDs the report gives
+    (`more_ids`), then `X-Mailstats-ID`, then VERP tags: `bounces+TAG@...` in the report's own
+    To / Delivered-To / X-Original-To, in `verp_addresses` and in the returned Return-Path.
+    Recipient addresses are skipped: their `+` is the recipient's own.
+    """
+    found = [message_id(header(original, "message-id")), *map(message_id, more_ids)]
+    found += header_values(original, "x-mailstats-id")
+    skip = {r.lower() for r in recipients}
+    addresses = [
+        *header_values(envelope, "to"),
+        *header_values(envelope, "delivered-to"),
+        *header_values(envelope, "x-original-to"),
+        *verp_addresses,
+        *header_values(original, "return-path"),
+    ]
+    found += _verp_tags(addresses, skip)
+    return tuple(dict.fromkeys(i for i in found if i and len(i) <= MAX_IDENTIFIER_CHARS))
+
+
+def _verp_tags(fields: list[str], skip: set[str]) -> list[str]:
+    tags = []
+    for _, addr in getaddresses(fields[:50]):
+        local, at, _domain = addr.strip().rpartition("@")
+        if not at or addr.strip().lower() in skip:
+            continue
+        _, plus, tag = local.strip('"').partition("+")
+        if plus and tag:
+            tags.append(tag)
+    return tags
+
+
+def parse_date(value: str) -> datetime | None:
+    """An RFC 5322 date as an aware UTC datetime; None when it cannot be read."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+        if parsed.tzinfo is None:  # "-0000": UTC, origin unknown
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except Exception:
+        return None

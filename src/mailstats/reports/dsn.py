@@ -1,0 +1,156 @@
+"""Delivery status notifications (RFC 3464) into bounce events, one per failed recipient."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import Message
+
+from mailstats.reports.common import (
+    MAX_VALUE_CHARS,
+    Fields,
+    ReportError,
+    address,
+    field_blocks,
+    find_part,
+    first,
+    header,
+    identifiers,
+    original_message,
+    parse_date,
+)
+
+DSN_PARTS = ("message/delivery-status", "message/global-delivery-status")
+REPORTED_ACTIONS = ("failed", "delayed")
+MAX_RECIPIENTS = 1000
+
+_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_REPLY_CODE = re.compile(r"([245]\d\d)(?=[\s-]|$)")
+
+_CLASSES = {"2": "Success", "4": "Persistent transient failure", "5": "Permanent failure"}
+# Subject.detail of RFC 3463 enhanced status codes, the ones bounces mostly carry.
+_DETAILS = {
+    "0.0": "other undefined status",
+    "1.0": "other address status",
+    "1.1": "bad destination mailbox address",
+    "1.2": "bad destination system address",
+    "1.3": "bad destination mailbox address syntax",
+    "1.4": "destination mailbox address ambiguous",
+    "1.6": "destination mailbox has moved",
+    "1.10": "recipient address has null MX",
+    "2.0": "other or undefined mailbox status",
+    "2.1": "mailbox disabled, not accepting messages",
+    "2.2": "mailbox full",
+    "2.3": "message length exceeds administrative limit",
+    "3.0": "other or undefined mail system status",
+    "3.1": "mail system full",
+    "3.4": "message too big for system",
+    "4.0": "other or undefined network or routing status",
+    "4.1": "no answer from host",
+    "4.2": "bad connection",
+    "4.4": "unable to route",
+    "4.6": "routing loop detected",
+    "4.7": "delivery time expired",
+    "5.0": "other or undefined protocol status",
+    "6.0": "other or undefined media error",
+    "7.0": "other or undefined security status",
+    "7.1": "delivery not authorized, message refused",
+}
+
+
+@dataclass(frozen=True)
+class BounceEvent:
+    """One recipient that could not be reached (an `errors` item, compat.md section 4)."""
+
+    identifiers: tuple[str, ...]  # Message-ID, X-Mailstats-ID, VERP tags; most specific first
+    recipient: str | None
+    timestamp: datetime | None  # aware, UTC
+    status: str  # enhanced status code, "5.1.1"
+    errorcode: str  # SMTP reply code from the Diagnostic-Code, "550", else ""
+    description: str  # the diagnostic text, else words for the status
+    errortype: str  # "hard" (permanent failure) or "soft" (transient, delayed)
+    action: str  # "failed" or "delayed"
+
+
+def parse_dsn(envelope: Message, report: Message) -> list[BounceEvent]:
+    """The failed and delayed recipients of a multipart/report; report-type=delivery-status."""
+    part = find_part(report, DSN_PARTS)
+    if part is None:
+        raise ReportError("delivery-status report has no message/delivery-status part")
+    blocks = field_blocks(part)
+    per_message = blocks[0] if blocks and not first(blocks[0], "action") else []
+    recipients = [b for b in blocks if first(b, "action")][:MAX_RECIPIENTS]
+    if not recipients:
+        raise ReportError("delivery-status report has no per-recipient block with an Action")
+    reported = [b for b in recipients if _action(b) in REPORTED_ACTIONS]
+    if not reported:
+        raise ReportError("no failed recipients in the delivery-status report")
+    addresses = [
+        address(first(b, name))
+        for b in recipients
+        for name in ("original-recipient", "final-recipient")
+    ]
+    ids = identifiers(
+        envelope,
+        original_message(report),
+        recipients=[a for a in addresses if a],
+        more_ids=[first(per_message, "x-original-message-id")],
+    )
+    if not ids:
+        raise ReportError("delivery-status report has no identifier of the original message")
+    fallback = parse_date(first(per_message, "arrival-date")) or parse_date(
+        header(envelope, "date")
+    )
+    return [_bounce(b, ids, fallback) for b in reported]
+
+
+def _bounce(block: Fields, ids: tuple[str, ...], fallback: datetime | None) -> BounceEvent:
+    action = _action(block)
+    diagnostic = _diagnostic_text(first(block, "diagnostic-code"))
+    code = _REPLY_CODE.match(diagnostic)
+    errorcode = code.group(1) if code else ""
+    status = _status(first(block, "status"), diagnostic, errorcode, action)
+    recipient = address(first(block, "original-recipient")) or address(
+        first(block, "final-recipient")
+    )
+    return BounceEvent(
+        identifiers=ids,
+        recipient=recipient or None,
+        timestamp=parse_date(first(block, "last-attempt-date")) or fallback,
+        status=status,
+        errorcode=errorcode,
+        description=diagnostic or describe_status(status),
+        errortype="hard" if status.startswith("5") and action != "delayed" else "soft",
+        action=action,
+    )
+
+
+def _action(block: Fields) -> str:
+    words = first(block, "action").lower().split()
+    return words[0] if words else ""
+
+
+def _diagnostic_text(value: str) -> str:
+    """`smtp; 550 5.1.1 User unknown` -> `550 5.1.1 User unknown`."""
+    kind, sep, text = value.partition(";")
+    if sep and " " not in kind.strip():
+        value = text
+    return value.strip()[:MAX_VALUE_CHARS]
+
+
+def _status(field: str, diagnostic: str, errorcode: str, action: str) -> str:
+    for text in (field, diagnostic):
+        match = _STATUS.search(text)
+        if match:
+            return ".".join(str(int(g)) for g in match.groups())
+    if errorcode[:1] in ("4", "5"):
+        return f"{errorcode[0]}.0.0"
+    return "4.0.0" if action == "delayed" else "5.0.0"
+
+
+def describe_status(status: str) -> str:
+    """Words for an enhanced status code: `5.1.1` -> `Permanent failure: bad destination ...`."""
+    klass, _, detail = status.partition(".")
+    words = _CLASSES.get(klass, "Unknown status")
+    return f"{words}: {_DETAILS[detail]}" if detail in _DETAILS else words

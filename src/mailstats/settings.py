@@ -1,0 +1,157 @@
+"""The one typed settings object: defaults, then a TOML file, then MAILSTATS_* variables,
+then command-line flags, each overriding the one before. Nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mailstats.errors import InvalidParameter
+
+
+class Secret:
+    """A string that never shows itself in reprs, logs or tracebacks."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str = "./mailstats.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = ""  # empty: http://{host}:{port}
+    secret: Secret | None = None  # empty: generated once and kept in the database
+    timezone: str = "Europe/Amsterdam"
+    trusted_proxies: tuple[Network, ...] = ()
+    workers: int = 1
+    spool: str = ""  # empty: beside the database file, or ./mailstats.spool
+    commit_deadline_ms: int = 250
+    batch_max: int = 1000
+    batch_wait_ms: float = 2.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    rate_limit: float = 0.0  # API requests per second per token; 0 is off
+    rate_burst: int = 60
+    access_log: bool = True
+    pool_size: int = 10
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def spool_path(self) -> Path:
+        if self.spool:
+            return Path(self.spool)
+        if "://" not in self.db and self.db != ":memory:":
+            return Path(self.db + ".spool")
+        return Path("mailstats.spool")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def replace(self, **changes: Any) -> Settings:
+        return load(base=self, environ={}, **changes)
+
+
+_PREFIX = "MAILSTATS_"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a value from a file, the environment or a flag into the field's type."""
+    if value is None:
+        return None
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            return str(value).strip().lower() in {"1", "true", "yes", "on"}
+        if name == "secret":
+            return value if isinstance(value, Secret) else Secret(str(value))
+        if name == "trusted_proxies":
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(
+                ipaddress.ip_network(str(i).strip(), strict=False) for i in items if str(i).strip()
+            )
+        return str(value)
+    except ValueError as exc:
+        raise InvalidParameter(f"Invalid setting {name}: {exc}") from None
+
+
+def load(
+    *,
+    base: Settings | None = None,
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> Settings:
+    """Build settings; flags whose value is None are treated as not given.
+
+    >>> load(environ={}, db="demo.db").db
+    'demo.db'
+    """
+    names = {f.name for f in fields(Settings)} - {"extra"}
+    values: dict[str, Any] = {}
+    if config_file:
+        with open(config_file, "rb") as fh:
+            for key, value in tomllib.load(fh).items():
+                if key not in names:
+                    raise InvalidParameter(f"Unknown setting {key!r} in {config_file}")
+                values[key] = _coerce(key, value)
+    env = os.environ if environ is None else environ
+    for name in names:
+        raw = env.get(_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, raw)
+    for name, value in flags.items():
+        if name not in names:
+            raise TypeError(f"unknown setting {name}")
+        if value is not None:
+            values[name] = _coerce(name, value)
+    settings = dataclasses.replace(base or Settings(), **values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidParameter(f"Unknown time zone {settings.timezone!r}") from None
+    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
+        raise InvalidParameter("public_url must start with http:// or https://")
+    if settings.workers < 1:
+        raise InvalidParameter("workers must be at least 1")

@@ -1,0 +1,45 @@
+"""Storage: SQLite by default, PostgreSQL for production, one interface for both."""
+
+from __future__ import annotations
+
+from mailstats.store.base import (
+    Account,
+    Destination,
+    Emailing,
+    Event,
+    Link,
+    Page,
+    Scope,
+    TokenInfo,
+)
+from mailstats.store.core import Store
+from mailstats.store.events import Filter
+
+__all__ = [
+    "Account",
+    "Destination",
+    "Emailing",
+    "Event",
+    "Filter",
+    "Link",
+    "Page",
+    "Scope",
+    "Store",
+    "TokenInfo",
+    "open_store",
+]
+
+
+def open_store(url: str, *, pool_size: int = 10, migrate: bool = True) -> Store:
+    """Open the database named by `url`: a file path (SQLite) or a postgresql:// URL."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from mailstats.store.postgres import PostgresBackend
+
+        store = Store(PostgresBackend(url, pool_size=pool_size))
+    else:
+        from mailstats.store.sqlite import SQLiteBackend
+
+        store = Store(SQLiteBackend(url))
+    if migrate:
+        store.backend.migrate()
+    return store

@@ -1,0 +1,147 @@
+"""What the store hands out, and the interface every database backend implements.
+
+The store knows SQL and events only: it imports nothing from the web, CLI or tracking layers.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from mailstats.kinds import Kind
+
+Row = tuple[Any, ...]
+T = TypeVar("T")
+Params = Sequence[Any] | dict[str, Any]
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the store uses, inside a transaction."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Params = ..., /) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    account: str
+    hint: str
+    created_at: int
+    revoked_at: int | None
+
+
+@dataclass(frozen=True)
+class Emailing:
+    id: int
+    created_at: int
+    type: str
+    subject: str
+    from_name: str
+    from_email: str
+    destinations: int
+    tags: list[str]
+    html: str
+    text: str | None
+
+
+@dataclass(frozen=True)
+class Link:
+    id: int
+    start: int
+    stop: int
+    url: str
+
+
+@dataclass(frozen=True)
+class Destination:
+    id: int
+    emailing_id: int
+    created_at: int
+    email: str
+    profile: str | None
+    subprofile: str | None
+    fields: dict[str, Any]
+    message_key: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which events a list or statistic covers, inside one account."""
+
+    account_id: int
+    emailing_id: int | None = None
+    destination_id: int | None = None
+
+
+@dataclass(slots=True)
+class Event:
+    """One event to write. `key` is unique per event, so writing it twice stores it once."""
+
+    kind: Kind
+    key: bytes
+    ts: int
+    account_id: int
+    emailing_id: int
+    destination_id: int
+    link_id: int
+    values: tuple[Any, ...]  # the kind's columns, in order
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: list[T]
+    total: int | None
+
+
+class Backend(abc.ABC):
+    """A database: connections, transactions and what differs between dialects."""
+
+    dialect: str
+    placeholder: str
+    like: str
+    queries: dict[str, str]
+
+    @abc.abstractmethod
+    def fetch(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Cursor]: ...
+
+    @abc.abstractmethod
+    def insert_events(self, events: Sequence[Event]) -> int:
+        """Write events in one transaction; return how many were new."""
+
+    @abc.abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names of those applied."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def stream(self, sql: str, params: Sequence[Any], id_index: int, size: int) -> Iterator[Row]:
+        """Rows of `sql` (which ends in `e.id > ? ORDER BY e.id LIMIT ?`) by keyset paging."""
+        last = 0
+        while True:
+            rows = self.fetch(sql, [*params, last, size])
+            yield from rows
+            if len(rows) < size:
+                return
+            last = rows[-1][id_index]
+
+    def maintain(self) -> None:  # noqa: B027 - a hook, empty where nothing is needed
+        """Periodic upkeep (PostgreSQL creates partitions ahead of time)."""

@@ -1,0 +1,348 @@
+"""The store: everything the web and CLI layers ask of the database, as plain data."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import orjson
+
+from mailstats.errors import InvalidParameter, NotFound
+from mailstats.kinds import KINDS, Kind
+from mailstats.store import events as ev
+from mailstats.store.base import (
+    Account,
+    Backend,
+    Destination,
+    Emailing,
+    Event,
+    Link,
+    Page,
+    Row,
+    Scope,
+    TokenInfo,
+)
+
+
+T = TypeVar("T")
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+class Store:
+    """One database, whichever backend. Methods are blocking; call them off the event loop."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.q = backend.queries
+
+    @property
+    def dialect(self) -> str:
+        return self.backend.dialect
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def _one(self, name: str, params: dict[str, Any]) -> Row | None:
+        rows = self.backend.fetch(self.q[name], params)
+        return rows[0] if rows else None
+
+    def _write(self, name: str, params: dict[str, Any]) -> Row | None:
+        with self.backend.transaction() as cur:
+            cur.execute(self.q[name], params)
+            row: Row | None = cur.fetchone() if "RETURNING" in self.q[name] else None
+            return row
+
+    # -- meta ---------------------------------------------------------------------------
+
+    def secret(self, given: str | None = None) -> bytes:
+        """The link-signing secret: `given` if set, else the one kept in the database."""
+        if given:
+            return given.encode()
+        self._write("meta_put_new", {"key": "secret", "value": secrets.token_hex(32)})
+        row = self._one("meta_get", {"key": "secret"})
+        assert row is not None
+        return bytes.fromhex(row[0])
+
+    # -- accounts and tokens -------------------------------------------------------------
+
+    def ensure_account(self, name: str, timezone: str) -> Account:
+        if not name or len(name) > 200:
+            raise InvalidParameter("An account name is 1 to 200 characters")
+        row = self._one("account_by_name", {"name": name})
+        if row is None:
+            with self.backend.transaction() as cur:
+                cur.execute(
+                    self.q["account_insert"], {"name": name, "timezone": timezone, "now": _now()}
+                )
+            row = self._one("account_by_name", {"name": name})
+        assert row is not None
+        return Account(*row)
+
+    def account(self, name: str) -> Account:
+        row = self._one("account_by_name", {"name": name})
+        if row is None:
+            raise NotFound(f"No account named {name!r}")
+        return Account(*row)
+
+    def create_token(self, account_name: str, timezone: str) -> str:
+        """A new access token for the account (made if needed); only its hash is kept."""
+        account = self.ensure_account(account_name, timezone)
+        token = secrets.token_urlsafe(30)
+        params = {
+            "account_id": account.id,
+            "hash": hash_token(token),
+            "hint": token[:4],
+            "now": _now(),
+        }
+        self._write("token_insert", params)
+        return token
+
+    def tokens(self) -> list[TokenInfo]:
+        return [TokenInfo(*row) for row in self.backend.fetch(self.q["token_list"])]
+
+    def revoke_token(self, token_id: int) -> bool:
+        with self.backend.transaction() as cur:
+            cur.execute(self.q["token_revoke"], {"id": token_id, "now": _now()})
+            return cur.rowcount > 0
+
+    def authenticate(self, token: str) -> Account | None:
+        digest = hash_token(token)
+        row = self._one("token_lookup", {"hash": digest})
+        if row is None or not hmac.compare_digest(bytes(row[0]), digest):
+            return None
+        return Account(row[1], row[2], row[3])
+
+    # -- emailings -----------------------------------------------------------------------
+
+    def create_emailing(
+        self,
+        account_id: int,
+        *,
+        subject: str,
+        from_name: str,
+        from_email: str,
+        html: str,
+        text: str | None,
+        tags: Sequence[str],
+        type: str,
+        links: Sequence[tuple[int, int, str]],
+        created_at: int | None = None,
+    ) -> int:
+        with self.backend.transaction() as cur:
+            cur.execute(
+                self.q["emailing_insert"],
+                {
+                    "account_id": account_id, "created_at": created_at or _now(), "type": type,
+                    "subject": subject, "from_name": from_name, "from_email": from_email,
+                    "html": html, "text": text, "tags": orjson.dumps(list(tags)).decode(),
+                },
+            )  # fmt: skip
+            emailing_id = int(cur.fetchone()[0])
+            for start, stop, url in links:
+                cur.execute(
+                    self.q["link_insert"],
+                    {"emailing_id": emailing_id, "start": start, "stop": stop, "url": url},
+                )
+        return emailing_id
+
+    def emailing(self, account_id: int, emailing_id: int) -> Emailing:
+        row = self._one("emailing_get", {"id": emailing_id, "account_id": account_id})
+        if row is None:
+            raise NotFound()
+        return _emailing(row)
+
+    def links(self, emailing_id: int) -> list[Link]:
+        rows = self.backend.fetch(self.q["emailing_links"], {"emailing_id": emailing_id})
+        return [Link(*row) for row in rows]
+
+    def emailings(
+        self,
+        account_id: int,
+        *,
+        start: int,
+        limit: int,
+        total: bool,
+        type: str | None = None,
+        fromdate: int | None = None,
+        todate: int | None = None,
+    ) -> Page[Emailing]:
+        q = ev.Query(self.backend.placeholder, self.backend.like)
+        q.add("account_id = ?", account_id)
+        if type is not None:
+            q.add("type = ?", type)
+        if fromdate is not None:
+            q.add("created_at >= ?", fromdate)
+        if todate is not None:
+            q.add("created_at <= ?", todate)
+        columns = (
+            "id, created_at, type, subject, from_name, from_email, destinations, tags, html, text"
+        )
+        sql = f"SELECT {columns} FROM emailings WHERE {q.where} ORDER BY id"
+        return self._page(sql, f"SELECT count(*) FROM emailings WHERE {q.where}", q.args,
+                          start, limit, total, _emailing)  # fmt: skip
+
+    # -- destinations --------------------------------------------------------------------
+
+    def create_destinations(
+        self, account_id: int, emailing_id: int, items: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """Register recipients of an emailing; each item has email, profile, subprofile, fields."""
+        self.emailing(account_id, emailing_id)
+        ids = []
+        now = _now()
+        with self.backend.transaction() as cur:
+            for item in items:
+                cur.execute(
+                    self.q["destination_insert"],
+                    {
+                        "account_id": account_id, "emailing_id": emailing_id,
+                        "created_at": item.get("timestamp") or now, "email": item["email"],
+                        "profile": item.get("profile"), "subprofile": item.get("subprofile"),
+                        "fields": orjson.dumps(item.get("fields") or {}).decode(),
+                        "message_key": "ms" + secrets.token_urlsafe(15),
+                    },
+                )  # fmt: skip
+                ids.append(int(cur.fetchone()[0]))
+            cur.execute(self.q["emailing_count_destinations"], {"n": len(ids), "id": emailing_id})
+        return ids
+
+    def destination(self, account_id: int, destination_id: int) -> Destination:
+        row = self._one("destination_get", {"id": destination_id, "account_id": account_id})
+        if row is None:
+            raise NotFound()
+        return _destination(row)
+
+    def destinations(
+        self, account_id: int, emailing_id: int, *, start: int, limit: int, total: bool
+    ) -> Page[Destination]:
+        self.emailing(account_id, emailing_id)
+        mark = self.backend.placeholder
+        where = f"emailing_id = {mark} AND account_id = {mark}"
+        columns = "id, emailing_id, created_at, email, profile, subprofile, fields, message_key"
+        return self._page(
+            f"SELECT {columns} FROM destinations WHERE {where} ORDER BY id",
+            f"SELECT count(*) FROM destinations WHERE {where}",
+            [emailing_id, account_id], start, limit, total, _destination,
+        )  # fmt: skip
+
+    def destination_by_message_key(self, account_id: int, key: str) -> int | None:
+        row = self._one("destination_by_message_key", {"key": key, "account_id": account_id})
+        return int(row[0]) if row else None
+
+    def tracking_destination(self, destination_id: int) -> tuple[int, int, dict[str, Any]] | None:
+        """(account, emailing, fields) of a destination, for the tracking endpoints."""
+        row = self._one("destination_for_tracking", {"id": destination_id})
+        return (row[0], row[1], orjson.loads(row[2])) if row else None
+
+    def tracking_link(self, link_id: int, emailing_id: int) -> str | None:
+        row = self._one("link_for_tracking", {"id": link_id, "emailing_id": emailing_id})
+        return str(row[0]) if row else None
+
+    # -- events --------------------------------------------------------------------------
+
+    def insert_events(self, events: Sequence[Event]) -> int:
+        return self.backend.insert_events(events) if events else 0
+
+    def check_scope(self, scope: Scope) -> None:
+        """Raise NotFound unless the scope's emailing or destination is the account's."""
+        if scope.emailing_id is not None:
+            self.emailing(scope.account_id, scope.emailing_id)
+        if scope.destination_id is not None:
+            self.destination(scope.account_id, scope.destination_id)
+
+    def events(
+        self, kind: Kind, scope: Scope, flt: ev.Filter, *, start: int, limit: int, total: bool
+    ) -> Page[Row]:
+        """One page of `kind` events in ID order, with the total when asked."""
+        q = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+        rows: list[Row] = []
+        if start >= 0 and limit > 0:
+            rows = self.backend.fetch(ev.list_sql(kind, q), [*q.args, limit, start])
+        count = None
+        if total:
+            count = int(self.backend.fetch(ev.count_sql(kind, q), q.args)[0][0])
+        return Page(rows, count)
+
+    def stream_events(
+        self, kind: Kind, scope: Scope, flt: ev.Filter, size: int = 5000
+    ) -> Iterator[Row]:
+        """Every matching event in ID order, read in bounded batches."""
+        q = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+        return self.backend.stream(ev.stream_sql(kind, q), q.args, 0, size)
+
+    def statistics(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, Any]:
+        """Totals and uniques per kind; each unique equals its list's total with unique=true."""
+        q = ev.Query(self.backend.placeholder, self.backend.like)
+        q.add("e.account_id = ?", scope.account_id)
+        if scope.emailing_id is not None:
+            q.add("e.emailing_id = ?", scope.emailing_id)
+        if scope.destination_id is not None:
+            q.add("e.destination_id = ?", scope.destination_id)
+        if begin is not None:
+            q.add("e.ts >= ?", begin)
+        if end is not None:
+            q.add("e.ts <= ?", end)
+        sql = f"SELECT e.kind, count(*), sum(e.first) FROM events e WHERE {q.where} GROUP BY e.kind"
+        counts = {int(k): (int(t), int(u or 0)) for k, t, u in self.backend.fetch(sql, q.args)}
+        retry_sql = (
+            f"SELECT count(*), count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
+            f" AND e.kind = {self.backend.placeholder} AND e.attempts > 1"
+        )
+        retries = self.backend.fetch(retry_sql, [*q.args, KINDS["deliveries"].code])[0]
+        return {
+            "counts": {kind.name: counts.get(kind.code, (0, 0)) for kind in KINDS.values()},
+            "retries": (int(retries[0]), int(retries[1])),
+        }
+
+    def destination_count(self, scope: Scope) -> int:
+        if scope.destination_id is not None:
+            return 1
+        assert scope.emailing_id is not None
+        return self.emailing(scope.account_id, scope.emailing_id).destinations
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _page(
+        self,
+        sql: str,
+        count_sql: str,
+        args: list[Any],
+        start: int,
+        limit: int,
+        total: bool,
+        make: Callable[[Row], T],
+    ) -> Page[T]:
+        mark = self.backend.placeholder
+        rows: list[Any] = []
+        if start >= 0 and limit > 0:
+            rows = [
+                make(r)
+                for r in self.backend.fetch(
+                    f"{sql} LIMIT {mark} OFFSET {mark}", [*args, limit, start]
+                )
+            ]
+        count = int(self.backend.fetch(count_sql, args)[0][0]) if total else None
+        return Page(rows, count)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _emailing(row: Row) -> Emailing:
+    id_, created, type_, subject, from_name, from_email, count, tags, html, text = row
+    tags = orjson.loads(tags)
+    return Emailing(id_, created, type_, subject, from_name, from_email, count, tags, html, text)
+
+
+def _destination(row: Row) -> Destination:
+    id_, emailing_id, created, email, profile, subprofile, fields, key = row
+    fields = orjson.loads(fields)
+    return Destination(id_, emailing_id, created, email, profile, subprofile, fields, key)

@@ -1,0 +1,151 @@
+"""SQL for the event lists, built from the kind descriptions; values always go to placeholders."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mailstats.kinds import KINDS, Kind
+from mailstats.store.base import Event, Scope
+
+# Every column any kind adds, in a fixed order: the tail of an events row.
+VALUE_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(c.name for kind in KINDS.values() for c in kind.columns)
+)
+_MAX_LENGTH = {c.name: c.max_length for kind in KINDS.values() for c in kind.columns}
+INSERT_COLUMNS: tuple[str, ...] = (
+    "kind", "key", "ts", "account_id", "emailing_id", "destination_id", "link_id", "first",
+    *VALUE_COLUMNS,
+)  # fmt: skip
+
+
+class Condition(Protocol):
+    """One `fields[]` filter: an API field, an SQL operator and a typed value."""
+
+    @property
+    def field(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def value(self) -> int | str: ...
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a list selects, beyond its scope."""
+
+    begin: int | None = None
+    end: int | None = None
+    unique: bool = False
+    conditions: Sequence[Condition] = field(default_factory=tuple)
+
+
+_USES_D = re.compile(r"\bd\.")
+_USES_L = re.compile(r"\bl\.")
+_OPERATORS = {"=", "!=", "<", ">", "<=", ">=", "LIKE", "NOT LIKE"}
+
+
+def _bounded(name: str, value: Any) -> Any:
+    limit = _MAX_LENGTH.get(name, 0)
+    if limit and isinstance(value, str) and len(value) > limit:
+        return value[:limit]
+    return value
+
+
+def event_row(event: Event, first: int) -> tuple[Any, ...]:
+    """The event as values for INSERT_COLUMNS, long strings cut to their column's bound."""
+    values = dict.fromkeys(VALUE_COLUMNS)
+    for column, value in zip(event.kind.columns, event.values, strict=True):
+        values[column.name] = _bounded(column.name, value)
+    return (
+        event.kind.code, event.key, event.ts, event.account_id, event.emailing_id,
+        event.destination_id, event.link_id, first, *values.values(),
+    )  # fmt: skip
+
+
+def select_expressions(kind: Kind) -> dict[str, str]:
+    """API field -> SQL expression, in the kind's field order."""
+    known = {
+        "ID": "e.id",
+        "mailing": "e.emailing_id",
+        "link": "l.url",
+        "timestamp": "e.ts",
+        "destination": "e.destination_id",
+        "profile": "d.profile",
+        "subprofile": "d.subprofile",
+    }
+    return {name: known.get(name, f"e.{name}") for name in kind.fields}
+
+
+@dataclass
+class Query:
+    """A WHERE clause under construction, with its arguments in order."""
+
+    mark: str
+    like: str
+    clauses: list[str] = field(default_factory=list)
+    args: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *args: Any) -> None:
+        self.clauses.append(clause.replace("?", self.mark))
+        self.args.extend(args)
+
+    @property
+    def where(self) -> str:
+        return " AND ".join(self.clauses)
+
+
+def where(kind: Kind, scope: Scope, flt: Filter, mark: str, like: str) -> Query:
+    """The conditions for `kind` events in `scope` that pass `flt`."""
+    q = Query(mark, like)
+    q.add("e.account_id = ?", scope.account_id)
+    if scope.emailing_id is not None:
+        q.add("e.emailing_id = ?", scope.emailing_id)
+    if scope.destination_id is not None:
+        q.add("e.destination_id = ?", scope.destination_id)
+    q.add("e.kind = ?", kind.code)
+    if flt.begin is not None:
+        q.add("e.ts >= ?", flt.begin)
+    if flt.end is not None:
+        q.add("e.ts <= ?", flt.end)
+    if flt.unique:
+        q.add("e.first = 1")
+    expressions = select_expressions(kind)
+    for cond in flt.conditions:
+        if cond.op not in _OPERATORS or cond.field not in expressions:
+            raise ValueError(f"bad condition {cond.field} {cond.op}")
+        op = cond.op.replace("LIKE", like)
+        q.add(f"{expressions[cond.field]} {op} ?", cond.value)
+    return q
+
+
+def joins(kind: Kind, text: str) -> str:
+    """Only the joins that `text` (select list or where clause) needs."""
+    out = ""
+    if _USES_D.search(text):
+        out += " JOIN destinations d ON d.id = e.destination_id"
+    if _USES_L.search(text):
+        out += " JOIN links l ON l.id = e.link_id"
+    return out
+
+
+def list_sql(kind: Kind, q: Query) -> str:
+    select = ", ".join(select_expressions(kind).values())
+    return (
+        f"SELECT {select} FROM events e{joins(kind, select)}"
+        f" WHERE {q.where} ORDER BY e.id LIMIT {q.mark} OFFSET {q.mark}"
+    )
+
+
+def stream_sql(kind: Kind, q: Query) -> str:
+    select = ", ".join(select_expressions(kind).values())
+    return (
+        f"SELECT {select} FROM events e{joins(kind, select)}"
+        f" WHERE {q.where} AND e.id > {q.mark} ORDER BY e.id LIMIT {q.mark}"
+    )
+
+
+def count_sql(kind: Kind, q: Query) -> str:
+    return f"SELECT count(*) FROM events e{joins(kind, q.where)} WHERE {q.where}"

@@ -1,0 +1,124 @@
+"""SQLite: one file in WAL mode, a connection per reading thread, one writing connection."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+
+from mailstats.store import queries
+from mailstats.store.base import Backend, Cursor, Event, Params, Row
+from mailstats.store.events import INSERT_COLUMNS, event_row
+
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = OFF",
+    "PRAGMA cache_size = -65536",
+)
+
+
+class SQLiteBackend(Backend):
+    dialect = "sqlite"
+    placeholder = "?"
+    like = "LIKE"
+
+    def __init__(self, path: str) -> None:
+        self.path = path.removeprefix("sqlite:///").removeprefix("sqlite://")
+        self.queries = queries.load("sqlite")
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._writer = self._connect()
+        self._insert_sql = _insert_sql()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in _PRAGMAS:
+            conn.execute(pragma)
+        self._connections.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._reader().execute(sql, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        with self._write_lock:
+            cur = self._writer.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                self._writer.rollback()
+                raise
+            else:
+                cur.execute("COMMIT")
+
+    def insert_events(self, events: Sequence[Event]) -> int:
+        new = 0
+        with self.transaction() as cur:
+            for event in events:
+                cur.execute(
+                    "INSERT INTO firsts (kind, destination_id, link_id) VALUES (?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (event.kind.code, event.destination_id, event.link_id),
+                )
+                first = cur.rowcount
+                cur.execute(self._insert_sql, event_row(event, first))
+                new += cur.rowcount
+        return new
+
+    def migrate(self) -> list[str]:
+        with self._write_lock:
+            self._writer.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            )
+        done = {row[0] for row in self.fetch("SELECT name FROM schema_migrations")}
+        applied = []
+        folder = resources.files("mailstats.store") / "migrations" / "sqlite"
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".sql") or entry.name in done:
+                continue
+            with self.transaction() as cur:
+                if cur.execute(
+                    "SELECT 1 FROM schema_migrations WHERE name = ?", (entry.name,)
+                ).fetchone():
+                    continue
+                for statement in _statements(entry.read_text(encoding="utf-8")):
+                    cur.execute(statement)
+                cur.execute(
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                    (entry.name, int(time.time())),
+                )
+            applied.append(entry.name)
+        return applied
+
+    def close(self) -> None:
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (migrations hold no semicolons inside literals)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _insert_sql() -> str:
+    marks = ", ".join("?" for _ in INSERT_COLUMNS)
+    return (
+        f"INSERT INTO events ({', '.join(INSERT_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    )

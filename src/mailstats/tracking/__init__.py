@@ -1,0 +1,1 @@
+"""Link rewriting and signed tokens for click, open and unsubscribe tracking."""

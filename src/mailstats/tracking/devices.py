@@ -1,0 +1,43 @@
+"""The device class of a user agent, from the maintained ua-parser rules."""
+
+from __future__ import annotations
+
+import functools
+
+import ua_parser
+
+_MOBILE_OS = {
+    "iOS",
+    "Android",
+    "Windows Phone",
+    "BlackBerry OS",
+    "KaiOS",
+    "Symbian OS",
+    "Firefox OS",
+}
+_DESKTOP_OS = {"Windows", "Mac OS X", "macOS", "Linux", "Ubuntu", "Chrome OS", "ChromeOS", "Fedora",
+               "Debian", "FreeBSD", "OpenBSD", "Windows NT"}  # fmt: skip
+_TABLET_DEVICES = ("iPad", "Kindle", "Nexus 7", "Nexus 9", "Nexus 10", "Galaxy Tab", "Surface")
+
+
+@functools.lru_cache(maxsize=8192)
+def device(useragent: str) -> str:
+    """`desktop`, `tablet`, `mobile` or `unknown`.
+
+    >>> device("Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15")
+    'tablet'
+    """
+    if not useragent:
+        return "unknown"
+    result = ua_parser.parse(useragent)
+    os_family = result.os.family if result.os else ""
+    device_family = result.device.family if result.device else ""
+    if any(name in device_family for name in _TABLET_DEVICES) or "Tablet" in useragent:
+        return "tablet"
+    if os_family == "Android" and "Mobile" not in useragent:
+        return "tablet"
+    if os_family in _MOBILE_OS or "Mobile" in useragent:
+        return "mobile"
+    if os_family in _DESKTOP_OS or os_family.startswith("Windows"):
+        return "desktop"
+    return "unknown"

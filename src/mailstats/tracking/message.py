@@ -1,0 +1,102 @@
+"""One recipient's message: tracked HTML, text, headers and the whole MIME message."""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from html.parser import HTMLParser
+
+from mailstats.store import Destination, Emailing, Link
+from mailstats.tracking.render import render
+
+
+@dataclass(frozen=True)
+class Urls:
+    """The signed URLs of one destination."""
+
+    click: Callable[[int], str]
+    pixel: str
+    unsubscribe: str
+    message_id: str
+
+
+def html(emailing: Emailing, links: Sequence[Link], urls: Urls) -> str:
+    """The template with each tracked link replaced and the open pixel added."""
+    return render(emailing.html, [(k.start, k.stop, urls.click(k.id)) for k in links], urls.pixel)
+
+
+class _Text(HTMLParser):
+    """Readable text from HTML: block ends become line breaks, links keep their URL."""
+
+    BLOCKS = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "table"})
+
+    def __init__(self, hrefs: dict[str, str]) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.hrefs = hrefs
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("style", "script", "head"):
+            self.skip += 1
+        elif tag == "a":
+            href = dict(attrs).get("href") or ""
+            if href.strip() in self.hrefs:
+                self.out.append(f" <{self.hrefs[href.strip()]}> ")
+        elif tag in self.BLOCKS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "script", "head"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in self.BLOCKS:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(" ".join(data.split()) if data.strip() else "")
+
+
+def text(emailing: Emailing, links: Sequence[Link], urls: Urls) -> str:
+    """The text version: as registered, with tracked URLs, or else derived from the HTML."""
+    if emailing.text:
+        out = emailing.text
+        for link in sorted(links, key=lambda k: -len(k.url)):
+            out = out.replace(link.url, urls.click(link.id))
+        return out
+    parser = _Text({link.url: urls.click(link.id) for link in links})
+    parser.feed(emailing.html)
+    parser.close()
+    lines = (line.strip() for line in "".join(parser.out).splitlines())
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def headers(emailing: Emailing, urls: Urls) -> dict[str, str]:
+    """The headers the sender adds: Message-ID, VERP Return-Path, RFC 8058 unsubscribe."""
+    domain = emailing.from_email.rpartition("@")[2] or "localhost"
+    key = urls.message_id.strip("<>").partition("@")[0]
+    return {
+        "Message-ID": urls.message_id,
+        "Return-Path": f"<bounces+{key}@{domain}>",
+        "List-Unsubscribe": f"<{urls.unsubscribe}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def mime(emailing: Emailing, dest: Destination, links: Sequence[Link], urls: Urls) -> bytes:
+    """The whole message for this destination: headers, text and HTML alternatives."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = Address(emailing.from_name, addr_spec=emailing.from_email)
+    msg["To"] = dest.email
+    msg["Subject"] = emailing.subject
+    msg["Date"] = email.utils.formatdate(dest.created_at, localtime=False)
+    msg["MIME-Version"] = "1.0"
+    for name, value in headers(emailing, urls).items():
+        msg[name] = value
+    msg.set_content(text(emailing, links, urls))
+    msg.add_alternative(html(emailing, links, urls), subtype="html")
+    return msg.as_bytes()

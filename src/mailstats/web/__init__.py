@@ -1,0 +1,1 @@
+"""The HTTP side of mailstats: the v2 API, tracking endpoints and their shared parsing."""

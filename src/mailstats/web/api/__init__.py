@@ -1,0 +1,1 @@
+"""The v2 API's endpoints, one module per resource."""

@@ -1,0 +1,47 @@
+"""ms/emailing/$id/statistics and ms/destination/$id/statistics: totals and uniques per kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mailstats.web import context, params
+
+
+async def get(request: Request) -> Response:
+    account = await context.account(request)
+    st = context.state(request)
+    tz = st.zone(account.timezone)
+    query = context.query(request)
+    bounds = []
+    for name in ("begintime", "endtime"):
+        raw = params.scalar(query, name)
+        bounds.append(None if raw is None else params.parse_time(raw, tz, name))
+    scope = context.scope(request, account.id)
+
+    def load() -> tuple[int, dict[str, Any]]:
+        st.store.check_scope(scope)
+        return st.store.destination_count(scope), st.store.statistics(scope, *bounds)
+
+    destinations, stats = await context.run(load)
+    counts = stats["counts"]
+
+    def pair(name: str) -> dict[str, int]:
+        total, unique = counts[name]
+        return {"total": total, "unique": unique}
+
+    retries_total, retries_unique = stats["retries"]
+    return context.json(
+        {
+            "destinations": str(destinations),
+            "abuses": pair("abuses"),
+            "clicks": pair("clicks"),
+            "deliveries": {"total": counts["deliveries"][0]},
+            "errors": pair("errors"),
+            "impressions": pair("impressions"),
+            "retries": {"total": retries_total, "unique": retries_unique},
+            "unsubscribes": pair("unsubscribes"),
+        }
+    )

@@ -1,0 +1,135 @@
+"""The app factory and the one route table of the whole URL surface."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from mailstats.errors import MailstatsError
+from mailstats.settings import Settings
+from mailstats.store import Store, open_store
+from mailstats.store.writer import Writer
+from mailstats.tracking.tokens import Signer
+from mailstats.web import errors
+from mailstats.web.api import destinations, emailings, events, ingest, statistics
+from mailstats.web.context import State
+from mailstats.web.limits import RateLimiter
+from mailstats.web.tracking import Tracker
+
+log = logging.getLogger("mailstats.web")
+
+V2 = "/v2/ms"
+_DEST = ("destination", "message")  # Copernica's two words for one message to one recipient
+
+
+def _scoped(path: str, endpoint: Any, method: str, scopes: tuple[str, ...]) -> list[Route]:
+    """One route per scope word; the handler reads the word from `scope` in its path params."""
+    return [
+        Route(f"{V2}/{name}/{path}", endpoint, methods=[method], name=f"{name}:{path}:{method}")
+        for name in scopes
+    ]
+
+
+# Every API route needs an access token; the handlers check it first.
+ROUTES = [
+    Route(f"{V2}/emailings", emailings.list_all, methods=["GET"]),
+    Route(f"{V2}/emailings", emailings.create, methods=["POST"]),
+    Route(f"{V2}/events", ingest.bulk, methods=["POST"]),
+    Route(f"{V2}/reports", ingest.report_mail, methods=["POST"]),
+    Route(f"{V2}/emailing/{{id}}", emailings.get_one, methods=["GET"]),
+    Route(f"{V2}/emailing/{{id}}/destinations", destinations.list_all, methods=["GET"]),
+    Route(f"{V2}/emailing/{{id}}/destinations", destinations.create, methods=["POST"]),
+    *_scoped("{id}/statistics", statistics.get, "GET", ("emailing", *_DEST)),
+    *_scoped("{id}", destinations.get_one, "GET", _DEST),
+    *_scoped("{id}/body/{part}", destinations.body, "GET", _DEST),
+    *_scoped("{id}/headers", destinations.headers, "GET", _DEST),
+    *_scoped("{id}/{kind}", events.report_event, "POST", _DEST),
+    *_scoped("{id}/{kind}", events.list_events, "GET", ("emailing", *_DEST)),
+    Route(f"{V2}/{{kind}}", events.list_events, methods=["GET"]),
+]
+
+
+class App:
+    """The ASGI app: tracking paths go straight to their handlers, the rest to the API."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.owns_store = store is None
+        self.store = store or open_store(settings.db, pool_size=settings.pool_size)
+        secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
+        writer = Writer(
+            self.store.insert_events,
+            settings.spool_path,
+            batch_max=settings.batch_max,
+            batch_wait=settings.batch_wait_ms / 1000,
+            deadline=settings.commit_deadline_ms / 1000,
+        )
+        self.state = State(
+            settings,
+            self.store,
+            Signer(secret),
+            writer,
+            RateLimiter(settings.rate_limit, settings.rate_burst),
+        )
+        self.tracker = Tracker(self.state)
+        self._tracking = {
+            "c": self.tracker.click,
+            "o": self.tracker.open,
+            "u": self.tracker.unsubscribe,
+        }
+        self.api = Starlette(
+            routes=ROUTES,
+            exception_handlers={
+                MailstatsError: errors.handle,
+                HTTPException: errors.handle,
+                Exception: errors.handle,
+            },
+            lifespan=self._lifespan,
+        )
+        self.api.state.mailstats = self.state
+        self.api.router.redirect_slashes = False
+        self._closed = False
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Any) -> AsyncIterator[None]:
+        yield
+        self.close()
+
+    def close(self) -> None:
+        """Drain the writer (every acknowledged event is committed or spooled), then close."""
+        if self._closed:
+            return
+        self._closed = True
+        self.state.writer.close()
+        if self.owns_store:
+            self.store.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if len(path) > 3 and path[2] == "/" and path[1] in self._tracking:
+                return await self._tracking[path[1]](scope, receive, send, path[3:].rstrip("/"))
+            if len(path) > 1 and path.endswith("/"):
+                scope = {**scope, "path": path.rstrip("/") or "/"}
+        await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> App:
+    """The mailstats ASGI app.
+
+    >>> app = create_app(Settings(db=":memory:"))  # doctest: +SKIP
+    """
+    return App(settings or Settings(), store)
+
+
+def from_environment() -> App:
+    """The app of a worker process, its settings from MAILSTATS_* variables."""
+    from mailstats.settings import load
+
+    return create_app(load())

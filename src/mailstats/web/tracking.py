@@ -1,0 +1,194 @@
+"""/c, /o and /u: the tracking endpoints, as plain ASGI handlers on the lean path.
+
+No framework layers: verify the signed token, find the destination (cached), hand the event
+to the group-commit writer, and answer once it is durable.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import secrets
+import time
+from typing import Any
+from urllib.parse import quote
+
+from starlette.types import Receive, Scope, Send
+
+from mailstats.kinds import CLICKS, IMPRESSIONS, UNSUBSCRIBES, Kind
+from mailstats.store import Event
+from mailstats.tracking.devices import device
+from mailstats.tracking.render import personalise
+from mailstats.tracking.tokens import Purpose
+from mailstats.web.context import State, run
+
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_NO_CACHE = [
+    (b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0"),
+    (b"pragma", b"no-cache"),
+    (b"expires", b"0"),
+]
+_URL_SAFE = "/:?#[]@!$&'()*+,;=%~-._"
+_CACHE_LIMIT = 100_000
+_MAX_UA = 1024
+
+
+async def _plain(
+    send: Send, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = text.encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def client_address(scope: Scope, trusted: tuple[Any, ...]) -> str:
+    """The visitor's address: X-Forwarded-For counts only when the peer is a trusted proxy."""
+    client = scope.get("client")
+    peer = client[0] if client else ""
+    if not trusted or not peer:
+        return str(peer)
+    hops = [
+        peer,
+        *reversed([h.strip() for h in _header(scope, b"x-forwarded-for").split(",") if h.strip()]),
+    ]
+    for hop in hops:
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return str(hop)[:64] if hop != peer else peer
+        if not any(address in net for net in trusted):
+            return str(address)
+    return str(hops[-1])
+
+
+def _location(url: str) -> bytes:
+    """The redirect target as a header value: never raw non-ASCII or control characters."""
+    if url.isascii() and url.isprintable():
+        return url.encode()
+    return quote(url, safe=_URL_SAFE).encode()
+
+
+class Tracker:
+    """The three handlers, sharing the app state and a cache of destinations and links."""
+
+    def __init__(self, state: State) -> None:
+        self.st = state
+        self._dests: dict[int, tuple[int, int, dict[str, Any]] | None] = {}
+        self._links: dict[tuple[int, int], str | None] = {}
+
+    async def _destination(self, dest_id: int) -> tuple[int, int, dict[str, Any]] | None:
+        if dest_id not in self._dests:
+            if len(self._dests) > _CACHE_LIMIT:
+                self._dests.clear()
+            self._dests[dest_id] = await run(self.st.store.tracking_destination, dest_id)
+        return self._dests[dest_id]
+
+    async def _link(self, link_id: int, emailing_id: int) -> str | None:
+        key = (link_id, emailing_id)
+        if key not in self._links:
+            if len(self._links) > _CACHE_LIMIT:
+                self._links.clear()
+            self._links[key] = await run(self.st.store.tracking_link, link_id, emailing_id)
+        return self._links[key]
+
+    def _event(
+        self, kind: Kind, scope: Scope, dest: tuple[int, int, Any], dest_id: int, link_id: int
+    ) -> Event:
+        ua = _header(scope, b"user-agent")[:_MAX_UA]
+        ip = client_address(scope, self.st.settings.trusted_proxies)
+        values: tuple[Any, ...] = (ip, ua, device(ua)) if kind is IMPRESSIONS else (ip, ua)
+        return Event(
+            kind,
+            secrets.token_bytes(16),
+            int(time.time()),
+            dest[0],
+            dest[1],
+            dest_id,
+            link_id,
+            values,
+        )
+
+    async def click(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            return await _plain(send, 405, "Method not allowed", [(b"allow", b"GET, HEAD")])
+        ids = self.st.signer.verify(Purpose.CLICK, token)
+        dest = await self._destination(ids[0]) if ids else None
+        url = await self._link(ids[1], dest[1]) if ids and dest else None
+        if ids is None or dest is None or url is None:
+            return await _plain(send, 404, "Not found")
+        if method == "GET":
+            await self.st.writer.write(self._event(CLICKS, scope, dest, ids[0], ids[1]))
+        headers = [
+            (b"location", _location(personalise(url, dest[2]))),
+            (b"content-length", b"0"),
+            *_NO_CACHE,
+        ]
+        await send({"type": "http.response.start", "status": 302, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def open(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            return await _plain(send, 405, "Method not allowed", [(b"allow", b"GET, HEAD")])
+        ids = self.st.signer.verify(Purpose.OPEN, token)
+        dest = await self._destination(ids[0]) if ids else None
+        if ids is None or dest is None:
+            return await _plain(send, 404, "Not found")
+        if method == "GET":
+            await self.st.writer.write(self._event(IMPRESSIONS, scope, dest, ids[0], 0))
+        headers = [
+            (b"content-type", b"image/gif"),
+            (b"content-length", str(len(GIF)).encode()),
+            *_NO_CACHE,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": GIF if method == "GET" else b""})
+
+    async def unsubscribe(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
+        """GET shows a confirmation form (scanners follow links); only POST unsubscribes."""
+        method = scope["method"]
+        if method not in ("GET", "HEAD", "POST"):
+            return await _plain(send, 405, "Method not allowed", [(b"allow", b"GET, HEAD, POST")])
+        ids = self.st.signer.verify(Purpose.UNSUBSCRIBE, token)
+        dest = await self._destination(ids[0]) if ids else None
+        if ids is None or dest is None:
+            return await _plain(send, 404, "Not found")
+        if method == "POST":
+            await self.st.writer.write(self._event(UNSUBSCRIBES, scope, dest, ids[0], 0))
+            page = _PAGE.format(
+                body="<p>You have been unsubscribed. You will receive no more of these emails.</p>"
+            )
+        else:
+            page = _PAGE.format(body=_FORM)
+        body = page.encode()
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                   (b"x-frame-options", b"DENY"), (b"content-security-policy", b"default-src 'none'; form-action 'self'"),
+                   *_NO_CACHE]  # fmt: skip
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+_FORM = (
+    "<p>Do you want to unsubscribe from these emails?</p>"
+    '<form method="post"><button type="submit">Unsubscribe</button></form>'
+)
+_PAGE = (
+    '<!doctype html><html><head><meta charset="utf-8"><meta name="robots" content="noindex">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1"><title>Unsubscribe</title></head>'
+    '<body style="font-family:sans-serif;max-width:32em;margin:4em auto">{body}</body></html>'
+)

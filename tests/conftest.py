@@ -1,0 +1,80 @@
+"""Fixtures: every test that takes `db_url` runs once on SQLite and once on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from mailstats.settings import Settings, load
+from mailstats.store import Store, open_store
+from mailstats.web.app import App, create_app
+
+PG_URL = os.environ.get("MAILSTATS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PUBLIC = "http://t.test"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        default="all",
+        choices=["all", "sqlite", "postgres"],
+        help="Run the backend-parametrised tests on these backends only.",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--backend")
+        names = ["sqlite", "postgres"] if chosen == "all" else [chosen]
+        marks = {"postgres": [pytest.mark.postgres]}
+        metafunc.parametrize(
+            "backend", [pytest.param(n, marks=marks.get(n, []), id=n) for n in names]
+        )
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: os.PathLike[str], request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database on the chosen backend."""
+    if backend == "sqlite":
+        yield os.path.join(tmp_path, "mailstats.db")
+        return
+    from tests.pg import fresh_database
+
+    name = re.sub(r"\W+", "_", request.node.name)[-40:].lower()
+    with fresh_database(PG_URL, name) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: os.PathLike[str]) -> Settings:
+    return load(environ={}, db=db_url, public_url=PUBLIC, spool=os.path.join(tmp_path, "spool"))
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    s = open_store(settings.db)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[App]:
+    a = create_app(settings)
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def http(app: App) -> Iterator[TestClient]:
+    """The app in-process, over a real ASGI exchange; redirects are not followed."""
+    with TestClient(app, base_url=PUBLIC, follow_redirects=False, client=("203.0.113.7", 40000)) as c:
+        yield c
+
+
+@pytest.fixture
+def token(app: App) -> str:
+    return app.store.create_token("acme", "Europe/Amsterdam")
