@@ -30,6 +30,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("--backend")
         names = ["sqlite", "postgres"] if chosen == "all" else [chosen]
+        only = metafunc.definition.get_closest_marker("backends")
+        if only is not None:
+            names = [n for n in names if n in only.args]
         marks = {"postgres": [pytest.mark.postgres]}
         metafunc.parametrize(
             "backend", [pytest.param(n, marks=marks.get(n, []), id=n) for n in names]

@@ -16,11 +16,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def db_option(func: F) -> F:
+    db_help = "SQLite file or postgresql:// URL [env MAILSTATS_DB; default ./mailstats.db]"
+    file_type = click.Path(exists=True, dir_okay=False)
     options = [
-        click.option("--db", help="SQLite file or postgresql:// URL [env MAILSTATS_DB; default ./mailstats.db]"),
-        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-                     help="A TOML settings file."),
-    ]  # fmt: skip
+        click.option("--db", help=db_help),
+        click.option("--config", "config_file", type=file_type, help="A TOML settings file."),
+    ]
     for option in reversed(options):
         func = option(func)
     return func

@@ -33,11 +33,19 @@ from mailstats.timefmt import parse_time
     help="File to write [default: stdout].",
 )
 @db_option
-def export(kind: str, account: str, fmt: str, output: str | None, db: str | None, config_file: str | None,
-           **selection: Any) -> None:  # fmt: skip
+def export(
+    kind: str,
+    account: str,
+    fmt: str,
+    output: str | None,
+    db: str | None,
+    config_file: str | None,
+    **selection: Any,
+) -> None:
     """Stream every matching event, in ID order, without holding them in memory.
 
-    Example: mailstats export clicks --account acme --begintime "2026-10-01 00:00:00" --format csv -o clicks.csv
+    Example: mailstats export clicks --account acme --format csv -o clicks.csv
+    --begintime "2026-10-01 00:00:00"
     """
     settings = load_settings(db=db, config_file=config_file)
     store = open_db(settings)

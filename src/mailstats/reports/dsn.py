@@ -110,6 +110,7 @@ def _bounce(block: Fields, ids: tuple[str, ...], fallback: datetime | None) -> B
     diagnostic = _diagnostic_text(first(block, "diagnostic-code"))
     code = _REPLY_CODE.match(diagnostic)
     errorcode = code.group(1) if code else ""
+    diagnostic = _join_reply_lines(diagnostic, errorcode)
     status = _status(first(block, "status"), diagnostic, errorcode, action)
     recipient = address(first(block, "original-recipient")) or address(
         first(block, "final-recipient")
@@ -137,6 +138,19 @@ def _diagnostic_text(value: str) -> str:
     if sep and " " not in kind.strip():
         value = text
     return value.strip()[:MAX_VALUE_CHARS]
+
+
+def _join_reply_lines(text: str, code: str) -> str:
+    """`550-5.1.1 No such 550-5.1.1 user 550 5.1.1 here` -> `550 5.1.1 No such user here`."""
+    if not code or not text.startswith(code + "-"):
+        return text
+    enhanced = _STATUS.match(text, len(code) + 1)
+    head = f"{code} {enhanced.group(0)}" if enhanced else code
+    repeated = rf"(?:^|\s){code}[- ]" + (
+        rf"(?:{re.escape(enhanced.group(0))}\s+)?" if enhanced else ""
+    )
+    lines = [line.strip() for line in re.split(repeated, text)]
+    return " ".join([head, *(line for line in lines if line)])
 
 
 def _status(field: str, diagnostic: str, errorcode: str, action: str) -> str:

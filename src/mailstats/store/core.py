@@ -27,7 +27,6 @@ from mailstats.store.base import (
     TokenInfo,
 )
 
-
 T = TypeVar("T")
 
 

@@ -22,7 +22,6 @@ from mailstats.tracking.render import personalise
 from mailstats.tracking.tokens import Purpose
 from mailstats.web.context import State, run
 
-
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _NO_CACHE = [
     (b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0"),
@@ -176,9 +175,13 @@ class Tracker:
         else:
             page = _PAGE.format(body=_FORM)
         body = page.encode()
-        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                   (b"x-frame-options", b"DENY"), (b"content-security-policy", b"default-src 'none'; form-action 'self'"),
-                   *_NO_CACHE]  # fmt: skip
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", b"default-src 'none'; form-action 'self'"),
+            *_NO_CACHE,
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
@@ -189,6 +192,7 @@ _FORM = (
 )
 _PAGE = (
     '<!doctype html><html><head><meta charset="utf-8"><meta name="robots" content="noindex">'
-    '<meta name="viewport" content="width=device-width, initial-scale=1"><title>Unsubscribe</title></head>'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    "<title>Unsubscribe</title></head>"
     '<body style="font-family:sans-serif;max-width:32em;margin:4em auto">{body}</body></html>'
 )

@@ -73,10 +73,15 @@ async def list_all(request: Request) -> Response:
         )
     )
     data = [
-        {"ID": str(d.id), "mailing": str(d.emailing_id), "timestampsent": format_time(d.created_at, tz),
-         "profile": d.profile, "subprofile": d.subprofile}
+        {
+            "ID": str(d.id),
+            "mailing": str(d.emailing_id),
+            "timestampsent": format_time(d.created_at, tz),
+            "profile": d.profile,
+            "subprofile": d.subprofile,
+        }
         for d in page.rows
-    ]  # fmt: skip
+    ]
     return context.envelope(paging, data, page.total)
 
 
