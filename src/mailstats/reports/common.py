@@ -9,14 +9,17 @@ import quopri
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from email import message_from_bytes
 from email.message import Message
-from email.policy import compat32
+from email.parser import BytesParser
+from email.policy import Policy, compat32
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any, TypeVar, overload
 
 # Reports are small; what makes one big is the returned original message, which comes after
 # the machine-readable part, so cutting the input keeps everything we read.
-MAX_REPORT_BYTES = 4 * 1024 * 1024
+MAX_REPORT_BYTES = 2 * 1024 * 1024
+MAX_PARTS = 5000  # MIME parts, delivery-status blocks included
+MAX_HEADER_CHARS = 4096  # of a header value the email package parses parameters from
 MAX_FIELD_CHARS = 256 * 1024  # of one machine-readable part
 MAX_VALUE_CHARS = 2048  # of one field value, after unfolding
 MAX_IDENTIFIER_CHARS = 998  # the longest a header line may be, so longer is not an ID
@@ -27,6 +30,7 @@ _FIELD = re.compile(r"([\x21-\x39\x3b-\x7e]+)[ \t]*:(.*)", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _SPACE = re.compile(r"\s+")
 _ANGLE_ID = re.compile(r"<([^<>\s]+)>")
+_T = TypeVar("_T")
 
 
 class ReportError(ValueError):
@@ -41,8 +45,38 @@ def load(raw: object) -> tuple[Message, Message]:
         raise ReportError(f"a report must be bytes, not {type(raw).__name__}")
     if not raw.strip():
         raise ReportError("empty report")
-    envelope = message_from_bytes(raw[:MAX_REPORT_BYTES], policy=compat32)
+    envelope = parse_message(raw[:MAX_REPORT_BYTES])
     return envelope, _find_report(envelope)
+
+
+class _Part(Message):
+    """A message whose header values are cut short when read: the email package parses
+    parameters in quadratic time, so a hostile Content-Type would otherwise take minutes."""
+
+    @overload
+    def get(self, name: str, failobj: None = None) -> str | None: ...
+    @overload
+    def get(self, name: str, failobj: _T) -> str | _T: ...
+    def get(self, name: str, failobj: object = None) -> object:
+        value = super().get(name, failobj)
+        if value is None or value is failobj:
+            return value
+        text = value if isinstance(value, str) else str(value)
+        return text[:MAX_HEADER_CHARS] if len(text) > MAX_HEADER_CHARS else value
+
+
+def parse_message(raw: bytes) -> Message:
+    """The email package's lenient parse (compat32), stopped after MAX_PARTS parts."""
+    parts = 0
+
+    def new_part(policy: Policy[Any] = compat32) -> Message:
+        nonlocal parts
+        parts += 1
+        if parts > MAX_PARTS:
+            raise ReportError(f"too many MIME parts (more than {MAX_PARTS})")
+        return _Part(policy)
+
+    return BytesParser(new_part, policy=compat32).parsebytes(raw)
 
 
 def _find_report(envelope: Message) -> Message:
@@ -181,7 +215,7 @@ def _headers_from_text(part: Message, payload: str) -> Message:
     if header(part, "content-transfer-encoding").lower() in ("base64", "quoted-printable"):
         decoded = part.get_payload(decode=True)
         data = decoded[:MAX_FIELD_CHARS] if isinstance(decoded, bytes) else data
-    return message_from_bytes(data, policy=compat32)
+    return parse_message(data)
 
 
 def message_id(value: str) -> str:

@@ -1,0 +1,168 @@
+"""Shared helpers for the API, tracking and isolation tests: register, render, click, list."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import httpx
+from starlette.testclient import TestClient
+
+from mailstats.kinds import CLICKS
+from mailstats.store import Event
+from mailstats.web.app import App
+
+PUBLIC = "http://t.test"
+AMS = ZoneInfo("Europe/Amsterdam")
+SENDER = {"name": "Shop", "email": "news@shop.example"}
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+CLICK_FIELDS = [
+    "ID", "mailing", "link", "timestamp", "ip", "useragent", "destination", "profile", "subprofile",
+]  # fmt: skip
+ENVELOPE = ["start", "limit", "count", "data", "total"]
+JSON = "application/json"
+TRACKED = re.compile(r'href="http://t\.test(/c/[A-Za-z0-9_-]+)"')
+PIXEL = re.compile(r'src="http://t\.test(/o/[A-Za-z0-9_-]+)"')
+TWO_LINKS = (
+    "<html><body>"
+    '<a href="https://shop.example/a?id={$profile.customerid}">A</a>'
+    '<a href="https://shop.example/b">B</a>'
+    "</body></html>"
+)
+
+
+@dataclass(frozen=True)
+class Mailing:
+    """An emailing as the tests see it: its ID, its destinations and its links' IDs and URLs."""
+
+    id: int
+    destinations: list[int]
+    links: list[int]
+    urls: list[str]
+
+
+def query(*pairs: tuple[str, str]) -> str:
+    """A raw query string: keys as given (so `fields%5B0%5D` stays PHP's), values encoded."""
+    return "&".join(f"{key}={quote(value, safe='')}" for key, value in pairs)
+
+
+def get(http: TestClient, token: str, resource: str, qs: str = "") -> httpx.Response:
+    """GET /v2/<resource> with the token as `access_token` and a raw query string."""
+    return http.get(f"/v2/{resource}?access_token={token}" + (f"&{qs}" if qs else ""))
+
+
+def page(http: TestClient, token: str, resource: str = "ms/clicks", qs: str = "") -> Any:
+    """A list answer that must succeed: 200, exact content type, envelope keys in order."""
+    r = get(http, token, resource, qs)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == JSON
+    body = r.json()
+    assert list(body)[:4] == ENVELOPE[:4]
+    return body
+
+
+def ids(body: Any) -> list[int]:
+    return [int(item["ID"]) for item in body["data"]]
+
+
+def error(r: httpx.Response) -> str:
+    """The message of a Copernica error answer, after checking its whole shape."""
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == JSON
+    body = r.json()
+    assert list(body) == ["error"] and list(body["error"]) == ["message"], body
+    message = body["error"]["message"]
+    assert isinstance(message, str)
+    return message
+
+
+def make_emailing(http: TestClient, token: str, html: str, subject: str = "Hi") -> int:
+    r = http.post(
+        "/v2/ms/emailings",
+        params={"access_token": token},
+        json={"subject": subject, "from_address": SENDER, "html": html},
+    )
+    assert r.status_code == 201, r.text
+    return int(r.headers["x-created"])
+
+
+def add_destinations(
+    http: TestClient, token: str, emailing: int, *items: dict[str, Any]
+) -> list[int]:
+    """Register recipients (one per item; a plain one when none given), return their IDs."""
+    data: Any = list(items) if items else {"email": "ann@example.org"}
+    r = http.post(
+        f"/v2/ms/emailing/{emailing}/destinations", params={"access_token": token}, json=data
+    )
+    assert r.status_code == 201, r.text
+    return [int(part) for part in r.headers["x-created"].split(",")]
+
+
+def body_html(http: TestClient, token: str, destination: int) -> str:
+    r = http.get(f"/v2/ms/destination/{destination}/body/html", params={"access_token": token})
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def click_paths(http: TestClient, token: str, destination: int) -> list[str]:
+    """The `/c/<token>` paths of a destination's tracked HTML, in document order."""
+    return TRACKED.findall(body_html(http, token, destination))
+
+
+def click(
+    http: TestClient, token: str, destination: int, link: int = 0, ua: str = UA
+) -> httpx.Response:
+    """Follow the destination's `link`-th tracked link as a recipient would; it must redirect."""
+    r = http.get(click_paths(http, token, destination)[link], headers={"user-agent": ua})
+    assert r.status_code == 302, r.text
+    return r
+
+
+def mailing(
+    app: App, http: TestClient, token: str, html: str = TWO_LINKS, destinations: int = 2
+) -> Mailing:
+    """An emailing with `destinations` recipients (profile P<n>, subprofile S<n>)."""
+    emailing = make_emailing(http, token, html)
+    items = [
+        {"email": f"r{n}@example.org", "profile": f"P{n}", "subprofile": f"S{n}",
+         "fields": {"customerid": f"c{n}"}}
+        for n in range(destinations)
+    ]  # fmt: skip
+    dests = add_destinations(http, token, emailing, *items)
+    links = app.store.links(emailing)
+    return Mailing(emailing, dests, [k.id for k in links], [k.url for k in links])
+
+
+def insert_clicks(
+    app: App,
+    destination: int,
+    link: int,
+    times: Sequence[int],
+    ip: str = "192.0.2.1",
+    ua: str = UA,
+) -> None:
+    """Store clicks at chosen UTC epochs directly, as the tracking endpoint would."""
+    found = app.store.tracking_destination(destination)
+    assert found is not None
+    account, emailing, _ = found
+    app.store.insert_events(
+        [
+            Event(CLICKS, secrets.token_bytes(16), ts, account, emailing, destination, link, (ip, ua))
+            for ts in times
+        ]
+    )
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo("UTC")).timestamp())
+
+
+def local(epoch: int) -> str:
+    """An epoch as the API writes it: Amsterdam wall-clock time."""
+    return datetime.fromtimestamp(epoch, AMS).strftime("%Y-%m-%d %H:%M:%S")
