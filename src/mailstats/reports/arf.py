@@ -32,7 +32,7 @@ class ComplaintEvent:
 
     identifiers: tuple[str, ...]  # Message-ID, X-Mailstats-ID, VERP tags; most specific first
     recipient: str | None
-    timestamp: datetime | None  # aware, UTC
+    timestamp: datetime | None  # Arrival-Date (or Received-Date), else the report's Date; UTC
     # The feedback fields by lowercased name: lists for REPEATABLE fields, else strings.
     report: dict[str, object] = field(hash=False)
 

@@ -97,11 +97,11 @@ def report_type(report: Message) -> str:
     return clean(value if isinstance(value, str) else "").lower()
 
 
-def subparts(msg: Message) -> list[Message]:
+def subparts(msg: Message, limit: int = 100) -> list[Message]:
     payload = msg.get_payload() if msg.is_multipart() else None
     if not isinstance(payload, list):
         return []
-    return [p for p in payload[:100] if isinstance(p, Message)]
+    return [p for p in payload[:limit] if isinstance(p, Message)]
 
 
 def find_part(report: Message, types: Iterable[str]) -> Message | None:
@@ -111,7 +111,7 @@ def find_part(report: Message, types: Iterable[str]) -> Message | None:
 
 def clean(value: str, limit: int = MAX_VALUE_CHARS) -> str:
     """Unfold, drop control characters and undo the parser's surrogate escapes."""
-    text = value[: limit * 4].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = _raw(value[: limit * 4]).decode("utf-8", "replace")
     text = _CONTROL.sub(" ", text)
     return _SPACE.sub(" ", text).strip()[:limit]
 
@@ -135,24 +135,18 @@ def field_blocks(part: Message) -> list[Fields]:
 
 
 def _part_text(part: Message) -> str:
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        # The parser split message/* parts into header blocks; put the text back together.
-        chunks = []
-        for sub in payload[:1000]:
-            if not isinstance(sub, Message):
-                continue
-            lines = [f"{n}: {v}" for n, v in sub.raw_items()]
-            body = sub.get_payload()
-            if isinstance(body, str) and body.strip():
-                lines += ["", body]
-            chunks.append("\n".join(lines))
-        text = "\n\n".join(chunks)
-    else:
-        text = payload if isinstance(payload, str) else ""
-    text = text[:MAX_FIELD_CHARS]
+    if not part.is_multipart():
+        return body_bytes(part)[:MAX_FIELD_CHARS].decode("utf-8", "replace")
+    # The parser split the message/* part into header blocks: put the text back together.
+    chunks = []
+    for sub in subparts(part, limit=1000):
+        lines = [_raw(f"{n}: {v}") for n, v in sub.raw_items()]
+        body = body_bytes(sub)
+        if body.strip():
+            lines += [b"", body]
+        chunks.append(b"\n".join(lines))
+    data = b"\n\n".join(chunks)[:MAX_FIELD_CHARS]
     encoding = header(part, "content-transfer-encoding").lower()
-    data = text.encode("utf-8", "surrogateescape")
     if encoding == "base64":
         try:
             data = base64.b64decode(data)
@@ -161,6 +155,20 @@ def _part_text(part: Message) -> str:
     elif encoding == "quoted-printable":
         data = quopri.decodestring(data)
     return data.decode("utf-8", "replace")
+
+
+def body_bytes(part: Message) -> bytes:
+    """A leaf part's body, transfer encoding undone; unlike get_payload() it never decodes
+    with the part's charset parameter, which may be anything."""
+    if part.is_multipart():
+        return b""
+    value = part.get_payload(decode=True)
+    return value if isinstance(value, bytes) else b""
+
+
+def _raw(text: str) -> bytes:
+    """Back to the bytes the parser read (it keeps undecodable bytes as surrogates)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def parse_fields(text: str) -> list[Fields]:
@@ -201,21 +209,13 @@ def original_message(report: Message) -> Message | None:
     """The headers of the returned message: message/rfc822 or text/rfc822-headers."""
     for part in subparts(report):
         ctype = part.get_content_type()
-        payload = part.get_payload()
         if ctype in ("message/rfc822", "message/global", "message/global-headers"):
-            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-                return payload[0]
-        elif ctype in ("text/rfc822-headers", "text/rfc822") and isinstance(payload, str):
-            return _headers_from_text(part, payload)
+            inner = subparts(part, limit=1)
+            if inner:
+                return inner[0]
+        elif ctype in ("text/rfc822-headers", "text/rfc822"):
+            return parse_message(body_bytes(part)[:MAX_FIELD_CHARS])
     return None
-
-
-def _headers_from_text(part: Message, payload: str) -> Message:
-    data = payload[:MAX_FIELD_CHARS].encode("utf-8", "surrogateescape")
-    if header(part, "content-transfer-encoding").lower() in ("base64", "quoted-printable"):
-        decoded = part.get_payload(decode=True)
-        data = decoded[:MAX_FIELD_CHARS] if isinstance(decoded, bytes) else data
-    return parse_message(data)
 
 
 def message_id(value: str) -> str:

@@ -65,7 +65,7 @@ class BounceEvent:
 
     identifiers: tuple[str, ...]  # Message-ID, X-Mailstats-ID, VERP tags; most specific first
     recipient: str | None
-    timestamp: datetime | None  # aware, UTC
+    timestamp: datetime | None  # Last-Attempt-Date, Arrival-Date or the report's Date; UTC
     status: str  # enhanced status code, "5.1.1"
     errorcode: str  # SMTP reply code from the Diagnostic-Code, "550", else ""
     description: str  # the diagnostic text, else words for the status
@@ -99,9 +99,8 @@ def parse_dsn(envelope: Message, report: Message) -> list[BounceEvent]:
     )
     if not ids:
         raise ReportError("delivery-status report has no identifier of the original message")
-    fallback = parse_date(first(per_message, "arrival-date")) or parse_date(
-        header(envelope, "date")
-    )
+    arrival = parse_date(first(per_message, "arrival-date"))
+    fallback = arrival or parse_date(header(envelope, "date"))
     return [_bounce(b, ids, fallback) for b in reported]
 
 

@@ -14,11 +14,11 @@ ReportEvents: TypeAlias = list[BounceEvent] | list[ComplaintEvent]
 def parse_report(raw: bytes) -> ReportEvents:
     """Read a raw bounce (DSN) or complaint (ARF) message into events.
 
-    Raises ReportError, and nothing else, for anything that is not such a report.
+    A DSN gives one BounceEvent per failed or delayed recipient, an ARF one ComplaintEvent.
+    Raises ReportError, and nothing else, for anything that is not such a report::
 
-    >>> events = parse_report(open("bounce.eml", "rb").read())  # doctest: +SKIP
-    >>> events[0].status, events[0].errortype
-    ('5.1.1', 'hard')
+        events = parse_report(Path("bounce.eml").read_bytes())
+        events[0].status, events[0].errortype  # ("5.1.1", "hard")
     """
     try:
         envelope, report = load(raw)
