@@ -111,7 +111,7 @@ def test_sigkill_under_load_loses_no_redirected_click(db_url: str, tmp_path: Pat
         assert len(load.redirected) > 50
         _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
     finally:
-        assert srv.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean drain
+        assert srv.stop() == 0
 
 
 @pytest.mark.backends("postgres")
@@ -135,5 +135,5 @@ def test_database_outage_mid_load_keeps_redirecting(db_url: str, tmp_path: Path)
         assert during > 20, "redirects stopped while the database was unreachable"
         assert load.failed == 0
         _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
-        assert srv.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean drain
+        assert srv.stop() == 0
     proxy.stop()

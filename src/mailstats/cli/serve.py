@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 from typing import Any
 
 import click
@@ -73,6 +74,10 @@ def serve(**flags: Any) -> None:
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "proxy_headers": False,
               "server_header": False, "access_log": settings.access_log,
               "log_config": _log_config()}  # fmt: skip
+    # uvicorn drains, then raises the captured signal again; a no-op handler lets a clean
+    # SIGTERM shutdown end with exit status 0 instead of "killed by SIGTERM".
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     if settings.workers > 1:
         _env_for_workers(settings)
         uvicorn.run(
