@@ -17,6 +17,7 @@ _MOBILE_OS = {
 }
 _DESKTOP_OS = {"Windows", "Mac OS X", "macOS", "Linux", "Ubuntu", "Chrome OS", "ChromeOS", "Fedora",
                "Debian", "FreeBSD", "OpenBSD", "Windows NT"}  # fmt: skip
+_IMAGE_PROXIES = ("GoogleImageProxy", "YahooMailProxy", "ggpht.com")
 _TABLET_DEVICES = ("iPad", "Kindle", "Nexus 7", "Nexus 9", "Nexus 10", "Galaxy Tab", "Surface")
 
 
@@ -27,8 +28,10 @@ def device(useragent: str) -> str:
     >>> device("Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15")
     'tablet'
     """
-    if not useragent:
-        return "unknown"
+    if not useragent or any(proxy in useragent for proxy in _IMAGE_PROXIES):
+        return "unknown"  # a mail provider's image proxy hides the reader's device
+    if "MSOffice" in useragent or "Microsoft Outlook" in useragent:
+        return "desktop"
     result = ua_parser.parse(useragent)
     os_family = result.os.family if result.os else ""
     device_family = result.device.family if result.device else ""
