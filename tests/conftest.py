@@ -40,7 +40,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def db_url(backend: str, tmp_path: os.PathLike[str], request: pytest.FixtureRequest) -> Iterator[str]:
+def db_url(
+    backend: str, tmp_path: os.PathLike[str], request: pytest.FixtureRequest
+) -> Iterator[str]:
     """A fresh, empty database on the chosen backend."""
     if backend == "sqlite":
         yield os.path.join(tmp_path, "mailstats.db")
@@ -74,7 +76,9 @@ def app(settings: Settings) -> Iterator[App]:
 @pytest.fixture
 def http(app: App) -> Iterator[TestClient]:
     """The app in-process, over a real ASGI exchange; redirects are not followed."""
-    with TestClient(app, base_url=PUBLIC, follow_redirects=False, client=("203.0.113.7", 40000)) as c:
+    with TestClient(
+        app, base_url=PUBLIC, follow_redirects=False, client=("203.0.113.7", 40000)
+    ) as c:
         yield c
 
 

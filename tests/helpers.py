@@ -153,7 +153,9 @@ def insert_clicks(
     account, emailing, _ = found
     app.store.insert_events(
         [
-            Event(CLICKS, secrets.token_bytes(16), ts, account, emailing, destination, link, (ip, ua))
+            Event(
+                CLICKS, secrets.token_bytes(16), ts, account, emailing, destination, link, (ip, ua)
+            )
             for ts in times
         ]
     )

@@ -44,14 +44,30 @@ class Server:
         return self.process.wait(timeout)
 
 
-def start(db: str, *, port: int | None = None, env: dict[str, str] | None = None, workers: int = 1) -> Server:
+def start(
+    db: str, *, port: int | None = None, env: dict[str, str] | None = None, workers: int = 1
+) -> Server:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, "-m", "mailstats", "serve", "--db", db, "--port", str(port), "--public-url", url]
+    args = [
+        sys.executable,
+        "-m",
+        "mailstats",
+        "serve",
+        "--db",
+        db,
+        "--port",
+        str(port),
+        "--public-url",
+        url,
+    ]
     if workers > 1:
         args += ["--workers", str(workers)]
     process = subprocess.Popen(
-        args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        args,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

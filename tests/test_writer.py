@@ -32,7 +32,16 @@ def dest(store: Store) -> tuple[int, int, int]:
 
 def click(dest: tuple[int, int, int], ua: str) -> Event:
     account, emailing, destination = dest
-    return Event(CLICKS, secrets.token_bytes(16), int(time.time()), account, emailing, destination, 1, ("192.0.2.1", ua))
+    return Event(
+        CLICKS,
+        secrets.token_bytes(16),
+        int(time.time()),
+        account,
+        emailing,
+        destination,
+        1,
+        ("192.0.2.1", ua),
+    )
 
 
 def stored_user_agents(store: Store, account: int) -> list[str]:
@@ -66,7 +75,9 @@ async def write_all(writer: Writer, events: list[Event]) -> None:
     await asyncio.gather(*(writer.write(e) for e in events))
 
 
-def test_concurrent_writes_are_committed_in_batches(store: Store, dest: tuple[int, int, int], tmp_path: Path) -> None:
+def test_concurrent_writes_are_committed_in_batches(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
     batches: list[int] = []
 
     def counting(events: list[Event]) -> int:
@@ -83,7 +94,9 @@ def test_concurrent_writes_are_committed_in_batches(store: Store, dest: tuple[in
     assert len(batches) < 300 / 5  # grouped, not one commit per event
 
 
-def test_write_returns_only_after_commit(store: Store, dest: tuple[int, int, int], tmp_path: Path) -> None:
+def test_write_returns_only_after_commit(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
     writer = make_writer(store, tmp_path)
     try:
         asyncio.run(writer.write(click(dest, "only")))
@@ -115,13 +128,17 @@ def test_blocked_database_spools_and_replays_exactly_once(
     assert not writer.spool.pending()
 
 
-def test_replaying_a_spool_twice_stores_once(store: Store, dest: tuple[int, int, int], tmp_path: Path) -> None:
+def test_replaying_a_spool_twice_stores_once(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
     writer = make_writer(store, tmp_path)
     writer.close()
     spool = writer.spool
     events = [click(dest, f"ua-{i}") for i in range(10)]
     spool.append(events)
-    copy = (tmp_path / "copy").write_bytes(b"".join(p.read_bytes() for p in spool.folder.glob("*.spool")))
+    copy = (tmp_path / "copy").write_bytes(
+        b"".join(p.read_bytes() for p in spool.folder.glob("*.spool"))
+    )
     assert copy > 0
     spool.rotate()
     assert spool.replay(store.insert_events) == 10
@@ -131,7 +148,9 @@ def test_replaying_a_spool_twice_stores_once(store: Store, dest: tuple[int, int,
     assert len(stored_user_agents(store, dest[0])) == 10
 
 
-def test_torn_last_line_is_ignored(store: Store, dest: tuple[int, int, int], tmp_path: Path) -> None:
+def test_torn_last_line_is_ignored(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
     writer = make_writer(store, tmp_path)
     writer.close()
     writer.spool.append([click(dest, "whole")])

@@ -23,8 +23,12 @@ _MINUTES_SECONDS = tuple(f"{m:02d}:{s:02d}" for m in range(60) for s in range(60
 _CACHE_LIMIT = 200_000  # entries per cache; about ten years of hours each
 
 
-def parse_time(value: str, tz: ZoneInfo, name: str) -> int:
+def parse_time(value: str, tz: ZoneInfo, name: str, *, upper: bool = False) -> int:
     """Read a local time in ``tz`` as UTC epoch seconds; ambiguous times take the first.
+
+    A time that does not exist (skipped when clocks jump forward) is the moment of the
+    jump, or the second before it for an upper bound (`upper`), so that a bound selects
+    exactly the rows whose shown time lies on its side.
 
     >>> parse_time("2024-07-01 12:00:00", ZoneInfo("Europe/Amsterdam"), "begintime")
     1719828000
@@ -37,7 +41,23 @@ def parse_time(value: str, tz: ZoneInfo, name: str) -> int:
         local = datetime(year, month, day, hour, minute, second, tzinfo=tz)
     except ValueError:
         raise _invalid(name, value, "no such date or time") from None
-    return int(local.timestamp())
+    epoch = int(local.timestamp())
+    wall = (year, month, day, hour, minute, second)
+    if datetime.fromtimestamp(epoch, tz).timetuple()[:6] == wall:
+        return epoch
+    jump = _jump(int(local.replace(fold=1).timestamp()), epoch, wall, tz)
+    return jump - 1 if upper else jump
+
+
+def _jump(low: int, high: int, wall: tuple[int, ...], tz: ZoneInfo) -> int:
+    """The first epoch in (low, high] whose local time is later than `wall`."""
+    while low + 1 < high:
+        mid = (low + high) // 2
+        if datetime.fromtimestamp(mid, tz).timetuple()[:6] > wall:
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 def format_time(epoch: int, tz: ZoneInfo) -> str:

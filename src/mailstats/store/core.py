@@ -138,11 +138,17 @@ class Store:
             cur.execute(
                 self.q["emailing_insert"],
                 {
-                    "account_id": account_id, "created_at": created_at or _now(), "type": type,
-                    "subject": subject, "from_name": from_name, "from_email": from_email,
-                    "html": html, "text": text, "tags": orjson.dumps(list(tags)).decode(),
+                    "account_id": account_id,
+                    "created_at": created_at or _now(),
+                    "type": type,
+                    "subject": subject,
+                    "from_name": from_name,
+                    "from_email": from_email,
+                    "html": html,
+                    "text": text,
+                    "tags": orjson.dumps(list(tags)).decode(),
                 },
-            )  # fmt: skip
+            )
             emailing_id = int(cur.fetchone()[0])
             for start, stop, url in links:
                 cur.execute(
@@ -184,8 +190,15 @@ class Store:
             "id, created_at, type, subject, from_name, from_email, destinations, tags, html, text"
         )
         sql = f"SELECT {columns} FROM emailings WHERE {q.where} ORDER BY id"
-        return self._page(sql, f"SELECT count(*) FROM emailings WHERE {q.where}", q.args,
-                          start, limit, total, _emailing)  # fmt: skip
+        return self._page(
+            sql,
+            f"SELECT count(*) FROM emailings WHERE {q.where}",
+            q.args,
+            start,
+            limit,
+            total,
+            _emailing,
+        )
 
     # -- destinations --------------------------------------------------------------------
 
@@ -201,13 +214,16 @@ class Store:
                 cur.execute(
                     self.q["destination_insert"],
                     {
-                        "account_id": account_id, "emailing_id": emailing_id,
-                        "created_at": item.get("timestamp") or now, "email": item["email"],
-                        "profile": item.get("profile"), "subprofile": item.get("subprofile"),
+                        "account_id": account_id,
+                        "emailing_id": emailing_id,
+                        "created_at": item.get("timestamp") or now,
+                        "email": item["email"],
+                        "profile": item.get("profile"),
+                        "subprofile": item.get("subprofile"),
                         "fields": orjson.dumps(item.get("fields") or {}).decode(),
                         "message_key": "ms" + secrets.token_urlsafe(15),
                     },
-                )  # fmt: skip
+                )
                 ids.append(int(cur.fetchone()[0]))
             cur.execute(self.q["emailing_count_destinations"], {"n": len(ids), "id": emailing_id})
         return ids
@@ -228,8 +244,12 @@ class Store:
         return self._page(
             f"SELECT {columns} FROM destinations WHERE {where} ORDER BY id",
             f"SELECT count(*) FROM destinations WHERE {where}",
-            [emailing_id, account_id], start, limit, total, _destination,
-        )  # fmt: skip
+            [emailing_id, account_id],
+            start,
+            limit,
+            total,
+            _destination,
+        )
 
     def destination_by_message_key(self, account_id: int, key: str) -> int | None:
         row = self._one("destination_by_message_key", {"key": key, "account_id": account_id})

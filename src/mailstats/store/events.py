@@ -16,9 +16,16 @@ VALUE_COLUMNS: tuple[str, ...] = tuple(
 )
 _MAX_LENGTH = {c.name: c.max_length for kind in KINDS.values() for c in kind.columns}
 INSERT_COLUMNS: tuple[str, ...] = (
-    "kind", "key", "ts", "account_id", "emailing_id", "destination_id", "link_id", "first",
+    "kind",
+    "key",
+    "ts",
+    "account_id",
+    "emailing_id",
+    "destination_id",
+    "link_id",
+    "first",
     *VALUE_COLUMNS,
-)  # fmt: skip
+)
 
 
 class Condition(Protocol):
@@ -60,9 +67,16 @@ def event_row(event: Event, first: int) -> tuple[Any, ...]:
     for column, value in zip(event.kind.columns, event.values, strict=True):
         values[column.name] = _bounded(column.name, value)
     return (
-        event.kind.code, event.key, event.ts, event.account_id, event.emailing_id,
-        event.destination_id, event.link_id, first, *values.values(),
-    )  # fmt: skip
+        event.kind.code,
+        event.key,
+        event.ts,
+        event.account_id,
+        event.emailing_id,
+        event.destination_id,
+        event.link_id,
+        first,
+        *values.values(),
+    )
 
 
 def select_expressions(kind: Kind) -> dict[str, str]:

@@ -6,7 +6,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 
 from mailstats.store import queries
@@ -52,8 +52,11 @@ class SQLiteBackend(Backend):
     def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         return self._reader().execute(sql, params).fetchall()
 
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        return self._transaction()
+
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
         with self._write_lock:
             cur = self._writer.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -66,17 +69,27 @@ class SQLiteBackend(Backend):
                 cur.execute("COMMIT")
 
     def insert_events(self, events: Sequence[Event]) -> int:
+        """Insert new events; the earliest of each (kind, destination, link) is `first`.
+
+        An event that arrives late (a replayed spool) with an earlier time takes the flag
+        over, so `unique` always means the earliest, whatever the order of arrival.
+        """
         new = 0
-        with self.transaction() as cur:
+        with self._transaction() as cur:
             for event in events:
-                cur.execute(
-                    "INSERT INTO firsts (kind, destination_id, link_id) VALUES (?, ?, ?)"
-                    " ON CONFLICT DO NOTHING",
-                    (event.kind.code, event.destination_id, event.link_id),
-                )
-                first = cur.rowcount
-                cur.execute(self._insert_sql, event_row(event, first))
-                new += cur.rowcount
+                pair = (event.kind.code, event.destination_id, event.link_id)
+                held = cur.execute(_FIRST_GET, pair).fetchone()
+                first = held is None or event.ts < held[1]
+                cur.execute(self._insert_sql, event_row(event, int(first)))
+                if cur.rowcount == 0:
+                    continue  # a replay of an event already stored
+                new += 1
+                if not first:
+                    continue
+                event_id = cur.lastrowid
+                if held is not None:
+                    cur.execute("UPDATE events SET first = 0 WHERE id = ?", (held[0],))
+                cur.execute(_FIRST_PUT, (*pair, event_id, event.ts))
         return new
 
     def migrate(self) -> list[str]:
@@ -115,6 +128,10 @@ def _statements(script: str) -> list[str]:
     """Split a migration into statements (migrations hold no semicolons inside literals)."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+_FIRST_GET = "SELECT event_id, ts FROM firsts WHERE kind = ? AND destination_id = ? AND link_id = ?"
+_FIRST_PUT = "INSERT OR REPLACE INTO firsts (kind, destination_id, link_id, event_id, ts) VALUES (?, ?, ?, ?, ?)"
 
 
 def _insert_sql() -> str:

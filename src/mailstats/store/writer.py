@@ -150,9 +150,15 @@ class Spool:
 
 def _encode(event: Event) -> bytes:
     record = [
-        event.kind.code, event.key.hex(), event.ts, event.account_id, event.emailing_id,
-        event.destination_id, event.link_id, list(event.values),
-    ]  # fmt: skip
+        event.kind.code,
+        event.key.hex(),
+        event.ts,
+        event.account_id,
+        event.emailing_id,
+        event.destination_id,
+        event.link_id,
+        list(event.values),
+    ]
     return orjson.dumps(record) + b"\n"
 
 

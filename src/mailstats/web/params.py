@@ -205,7 +205,7 @@ def parse_list_params(
     return ListParams(
         paging=parse_paging(query),
         begin=_optional_time(query, "begintime", tz),
-        end=_optional_time(query, "endtime", tz),
+        end=_optional_time(query, "endtime", tz, upper=True),
         unique=_optional_bool(query, "unique", False),
         conditions=tuple(parse_condition(e, allowed, tz) for e in expressions),
     )
@@ -267,9 +267,11 @@ def _optional_bool(query: Mapping[str, list[str]], name: str, default: bool) -> 
     return default if value is None else parse_bool(value)
 
 
-def _optional_time(query: Mapping[str, list[str]], name: str, tz: ZoneInfo) -> int | None:
+def _optional_time(
+    query: Mapping[str, list[str]], name: str, tz: ZoneInfo, *, upper: bool = False
+) -> int | None:
     value = scalar(query, name)
-    return None if value is None else parse_time(value, tz, name)
+    return None if value is None else parse_time(value, tz, name, upper=upper)
 
 
 def _invalid(name: str, value: str, why: str) -> InvalidParameter:

@@ -92,7 +92,8 @@ async def list_all(request: Request) -> Response:
     bounds = {}
     for name in ("fromdate", "todate"):
         raw = params.scalar(query, name)
-        bounds[name] = None if raw is None else params.parse_time(raw, tz, name)
+        upper = name == "todate"
+        bounds[name] = None if raw is None else params.parse_time(raw, tz, name, upper=upper)
     page = await context.run(
         lambda: st.store.emailings(
             account.id,

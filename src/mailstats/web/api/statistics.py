@@ -18,7 +18,8 @@ async def get(request: Request) -> Response:
     bounds = []
     for name in ("begintime", "endtime"):
         raw = params.scalar(query, name)
-        bounds.append(None if raw is None else params.parse_time(raw, tz, name))
+        upper = name == "endtime"
+        bounds.append(None if raw is None else params.parse_time(raw, tz, name, upper=upper))
     scope = context.scope(request, account.id)
 
     def load() -> tuple[int, dict[str, Any]]:

@@ -88,10 +88,12 @@ CREATE INDEX events_emailing ON events (emailing_id, kind, id);
 CREATE INDEX events_emailing_ts ON events (emailing_id, kind, ts);
 CREATE INDEX events_destination ON events (destination_id, kind, id);
 
--- One row per (kind, destination, link) that has an event: the first one decides `first`.
+-- One row per (kind, destination, link) that has events: the earliest one, flagged `first`.
 CREATE TABLE firsts (
     kind           INTEGER NOT NULL,
     destination_id INTEGER NOT NULL,
     link_id        INTEGER NOT NULL,
+    event_id       INTEGER NOT NULL,
+    ts             INTEGER NOT NULL,
     PRIMARY KEY (kind, destination_id, link_id)
 ) WITHOUT ROWID;

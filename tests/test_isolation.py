@@ -1,0 +1,126 @@
+"""Each API call is scoped to its token's account: no list shows another account's rows, and
+another account's IDs answer "No entity with supplied ID"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from starlette.testclient import TestClient
+
+from mailstats.web.app import App
+from tests.helpers import (
+    JSON,
+    Mailing,
+    click,
+    get,
+    ids,
+    insert_clicks,
+    mailing,
+    page,
+    query,
+    utc,
+)
+
+NO_ENTITY = b'{"error":{"message":"No entity with supplied ID"}}'
+
+
+@dataclass(frozen=True)
+class Accounts:
+    acme: str
+    globex: str
+    acme_mailing: Mailing
+    globex_mailing: Mailing
+
+
+@pytest.fixture
+def two(app: App, http: TestClient, token: str) -> Accounts:
+    """Two accounts, each with an emailing, two destinations and clicks."""
+    other = app.store.create_token("globex", "Europe/Amsterdam")
+    mine, theirs = mailing(app, http, token), mailing(app, http, other)
+    click(http, token, mine.destinations[0])
+    insert_clicks(app, mine.destinations[1], mine.links[1], [utc(2024, 7, 1, 10)])
+    click(http, other, theirs.destinations[1], link=1)
+    insert_clicks(app, theirs.destinations[0], theirs.links[0], [utc(2024, 7, 1, 11)])
+    return Accounts(token, other, mine, theirs)
+
+
+LIST_QUERIES = [
+    "",
+    "unique=1",
+    "total=0",
+    "limit=1000",
+    query(("fields[]", "ID>0")),
+    query(("fields%5B0%5D", "timestamp>=2000-01-01 00:00:00")),
+    query(("begintime", "2000-01-01 00:00:00"), ("endtime", "2100-01-01 00:00:00")),
+]
+
+
+def test_each_account_lists_only_its_own_clicks(http: TestClient, two: Accounts) -> None:
+    for tok, own in ((two.acme, two.acme_mailing), (two.globex, two.globex_mailing)):
+        for qs in LIST_QUERIES:
+            body = page(http, tok, qs=qs)
+            assert body["count"] == 2, qs
+            assert {item["mailing"] for item in body["data"]} == {str(own.id)}, qs
+            assert {item["destination"] for item in body["data"]} <= {
+                str(d) for d in own.destinations
+            }
+            assert body.get("total", 2) == 2
+    acme, globex = ids(page(http, two.acme)), ids(page(http, two.globex))
+    assert not set(acme) & set(globex)
+
+
+def test_other_accounts_ids_are_no_entity(http: TestClient, two: Accounts) -> None:
+    theirs = two.globex_mailing
+    d = theirs.destinations[0]
+    resources = [
+        f"ms/emailing/{theirs.id}/clicks",
+        f"ms/destination/{d}/clicks",
+        f"ms/message/{d}/clicks",
+        f"ms/emailing/{theirs.id}",
+        f"ms/emailing/{theirs.id}/destinations",
+        f"ms/destination/{d}",
+        f"ms/destination/{d}/body/html",
+        f"ms/destination/{d}/headers",
+    ]
+    wrong = {}
+    for resource in resources:
+        for qs in ("", "unique=1&limit=1000", "total=0"):
+            r = get(http, two.acme, resource, qs)
+            if (r.status_code, r.headers["content-type"], r.content) != (400, JSON, NO_ENTITY):
+                wrong[f"{resource}?{qs}"] = (r.status_code, r.text[:200])
+    assert wrong == {}
+
+
+def test_no_writes_into_another_accounts_emailing(http: TestClient, two: Accounts) -> None:
+    theirs = two.globex_mailing
+    r = http.post(
+        f"/v2/ms/emailing/{theirs.id}/destinations",
+        params={"access_token": two.acme},
+        json=[{"email": "intruder@example.org"}],
+    )
+    assert (r.status_code, r.headers["content-type"], r.content) == (400, JSON, NO_ENTITY)
+    listed = page(http, two.globex, f"ms/emailing/{theirs.id}/destinations")
+    assert listed["total"] == 2
+    assert page(http, two.acme, "ms/emailings")["total"] == 1
+
+
+def test_emailings_list_shows_only_the_accounts_own(http: TestClient, two: Accounts) -> None:
+    for tok, own in ((two.acme, two.acme_mailing), (two.globex, two.globex_mailing)):
+        body = page(http, tok, "ms/emailings")
+        assert [item["id"] for item in body["data"]] == [str(own.id)]
+        assert body["total"] == 1
+
+
+def test_an_account_with_nothing_sees_nothing(app: App, http: TestClient, two: Accounts) -> None:
+    empty = app.store.create_token("initech", "Europe/Amsterdam")
+    for resource in ("ms/clicks", "ms/emailings"):
+        for qs in LIST_QUERIES:
+            body = page(http, empty, resource, qs)
+            assert (body["count"], body["data"], body.get("total", 0)) == (0, [], 0), qs
+
+
+def test_tokens_of_one_account_see_the_same_rows(app: App, http: TestClient, two: Accounts) -> None:
+    second = app.store.create_token("acme", "Europe/Amsterdam")
+    for resource in ("ms/clicks", f"ms/emailing/{two.acme_mailing.id}/clicks"):
+        assert get(http, second, resource).content == get(http, two.acme, resource).content
