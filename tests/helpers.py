@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from starlette.testclient import TestClient
 
-from mailstats.kinds import CLICKS
+from mailstats.kinds import CLICKS, KINDS
 from mailstats.store import Event
 from mailstats.web.app import App
 
@@ -168,3 +169,108 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second:
 def local(epoch: int) -> str:
     """An epoch as the API writes it: Amsterdam wall-clock time."""
     return datetime.fromtimestamp(epoch, AMS).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --- the other five kinds (issue 4) -------------------------------------------------------
+
+# Each kind's item fields in compat.md section 4 order, written out rather than derived.
+FIELDS: dict[str, list[str]] = {
+    "clicks": CLICK_FIELDS,
+    "impressions": [
+        "ID", "mailing", "timestamp", "ip", "useragent", "device", "destination", "profile",
+        "subprofile",
+    ],
+    "deliveries": ["ID", "mailing", "timestamp", "attempts", "destination", "profile", "subprofile"],
+    "errors": [
+        "ID", "mailing", "timestamp", "status", "errorcode", "description", "errortype",
+        "destination", "profile", "subprofile",
+    ],
+    "abuses": ["ID", "mailing", "timestamp", "report", "destination", "profile", "subprofile"],
+    "unsubscribes": [
+        "ID", "mailing", "timestamp", "ip", "useragent", "destination", "profile", "subprofile",
+    ],
+}  # fmt: skip
+OTHER_KINDS = ("impressions", "deliveries", "errors", "abuses", "unsubscribes")
+KIND_NAMES = ("clicks", *OTHER_KINDS)
+REPORTED = ("deliveries", "errors", "abuses")
+STATISTICS_KEYS = [
+    "destinations", "abuses", "clicks", "deliveries", "errors", "impressions", "retries",
+    "unsubscribes",
+]  # fmt: skip
+UNSUBSCRIBE = re.compile(r"<http://t\.test(/u/[A-Za-z0-9_-]+)>")
+REPORTS = Path(__file__).parent / "fixtures" / "reports"
+_REPORT_TAG = re.compile(rb"ms-[A-Za-z0-9]{8,}")
+
+
+def insert_events(
+    app: App,
+    kind: str,
+    destination: int,
+    times: Sequence[int],
+    values: Sequence[Any] = (),
+    link: int = 0,
+) -> None:
+    """Store events of any kind at chosen UTC epochs directly, as the endpoints would.
+
+    `values` are the kind's own columns in order; an abuse report is given as its JSON text.
+    """
+    found = app.store.tracking_destination(destination)
+    assert found is not None
+    account, emailing, _ = found
+    app.store.insert_events(
+        [
+            Event(
+                KINDS[kind], secrets.token_bytes(16), ts, account, emailing, destination, link,
+                tuple(values),
+            )
+            for ts in times
+        ]
+    )  # fmt: skip
+
+
+def pixel_path(http: TestClient, token: str, destination: int) -> str:
+    """The `/o/<token>` path of a destination's open pixel, from its tracked HTML."""
+    found = PIXEL.findall(body_html(http, token, destination))
+    assert len(found) == 1, found
+    return str(found[0])
+
+
+def unsubscribe_path(http: TestClient, token: str, destination: int) -> str:
+    """The `/u/<token>` path of a destination, from its List-Unsubscribe header value."""
+    r = get(http, token, f"ms/destination/{destination}/headers")
+    assert r.status_code == 200, r.text
+    match = UNSUBSCRIBE.fullmatch(r.json()["List-Unsubscribe"])
+    assert match is not None, r.text
+    return match[1]
+
+
+def post_event(
+    http: TestClient, token: str, destination: int | str, kind: str, data: Any,
+    scope: str = "destination",
+) -> httpx.Response:  # fmt: skip
+    """POST ms/<scope>/<destination>/<kind> with a JSON body, as the sending pipeline does."""
+    return http.post(
+        f"/v2/ms/{scope}/{destination}/{kind}", params={"access_token": token}, json=data
+    )
+
+
+def total(http: TestClient, token: str, resource: str, qs: str = "") -> int:
+    """The `total` of a list answer that must succeed."""
+    count: int = page(http, token, resource, qs)["total"]
+    return count
+
+
+def totals(http: TestClient, token: str, resource: str = "ms") -> dict[str, int]:
+    """The total of every kind's list under `resource` (ms, ms/emailing/$id, ...)."""
+    return {kind: total(http, token, f"{resource}/{kind}") for kind in KIND_NAMES}
+
+
+def message_key(app: App, destination: int, account: str = "acme") -> str:
+    return app.store.destination(app.store.account(account).id, destination).message_key
+
+
+def report_with_key(name: str, key: str) -> bytes:
+    """A sample report from fixtures/reports with its placeholder tag made `key`."""
+    raw = (REPORTS / name).read_bytes()
+    assert len(set(_REPORT_TAG.findall(raw))) <= 1, name
+    return _REPORT_TAG.sub(key.encode(), raw)

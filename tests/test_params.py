@@ -595,7 +595,8 @@ def test_list_with_plain_brackets_and_scalar_fields() -> None:
 
 def test_begin_and_end_are_independent() -> None:
     assert list_params(b"endtime=2024-01-01").begin is None
-    assert list_params(b"endtime=2024-01-01").end == utc(2023, 12, 31, 23)
+    # a date alone as an upper bound is the whole day: 23:59:59 in Amsterdam
+    assert list_params(b"endtime=2024-01-01").end == utc(2024, 1, 1, 22, 59, 59)
     assert list_params(b"begintime=2024-01-01").end is None
 
 

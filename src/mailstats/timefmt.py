@@ -26,6 +26,7 @@ _CACHE_LIMIT = 200_000  # entries per cache; about ten years of hours each
 def parse_time(value: str, tz: ZoneInfo, name: str, *, upper: bool = False) -> int:
     """Read a local time in ``tz`` as UTC epoch seconds; ambiguous times take the first.
 
+    A date without a time is midnight, or 23:59:59 as an upper bound (the whole day).
     A time that does not exist (skipped when clocks jump forward) is the moment of the
     jump, or the second before it for an upper bound (`upper`), so that a bound selects
     exactly the rows whose shown time lies on its side.
@@ -37,6 +38,8 @@ def parse_time(value: str, tz: ZoneInfo, name: str, *, upper: bool = False) -> i
     if match is None:
         raise _invalid(name, value, "expected YYYY-MM-DD HH:MM:SS")
     year, month, day, hour, minute, second = (int(p) for p in match.groups("0"))
+    if upper and match.group(4) is None:
+        hour, minute, second = 23, 59, 59  # a date alone, as an upper bound, is its whole day
     try:
         local = datetime(year, month, day, hour, minute, second, tzinfo=tz)
     except ValueError:

@@ -269,6 +269,11 @@ class Store:
     def insert_events(self, events: Sequence[Event]) -> int:
         return self.backend.insert_events(events) if events else 0
 
+    def event_id(self, key: bytes) -> int | None:
+        """The ID of the stored event with this key."""
+        row = self._one("event_id_by_key", {"key": key})
+        return int(row[0]) if row else None
+
     def check_scope(self, scope: Scope) -> None:
         """Raise NotFound unless the scope's emailing or destination is the account's."""
         if scope.emailing_id is not None:

@@ -98,5 +98,7 @@ def mime(emailing: Emailing, dest: Destination, links: Sequence[Link], urls: Url
     for name, value in headers(emailing, urls).items():
         msg[name] = value
     msg.set_content(text(emailing, links, urls))
-    msg.add_alternative(html(emailing, links, urls), subtype="html")
+    # As bytes, so that the HTML part is exactly body/html (text content gets a newline added)
+    body = html(emailing, links, urls).encode()
+    msg.add_alternative(body, "text", "html", cte="base64", params={"charset": "utf-8"})
     return msg.as_bytes()

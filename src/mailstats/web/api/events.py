@@ -72,5 +72,11 @@ async def report_event(request: Request) -> Response:
     event = await context.run(
         ingest.event_from_json, st.store, account, kind, destination_id, data, tz
     )
-    await context.run(st.store.insert_events, [event])
-    return context.created([destination_id])
+
+    def store() -> int | None:
+        st.store.insert_events([event])
+        return st.store.event_id(event.key)
+
+    event_id = await context.run(store)
+    assert event_id is not None
+    return context.created([event_id])

@@ -1,0 +1,2 @@
+-- name: event_id_by_key
+SELECT id FROM events WHERE key = :key;
