@@ -32,20 +32,33 @@ def event_key(account_id: int, key: object | None) -> bytes:
     return hashlib.sha256(f"{account_id}:{key}".encode()).digest()[:16]
 
 
+def whole_number(value: object) -> int | None:
+    """An int, or a float with nothing after the point (PHP's json_encode sends 4.0)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return None
+
+
 def _column_value(kind: Kind, name: str, type_: str, value: Any) -> Any:
     if value is None:
         return None
     if type_ == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        number = whole_number(value)
+        if number is None or not 0 <= number < 2**31:
             raise InvalidParameter(f"Invalid value for '{name}': a non-negative integer")
-        return value
+        return number
     if type_ == "json":
         if not isinstance(value, dict):
             raise InvalidParameter(f"Invalid value for '{name}': an object")
         return orjson.dumps(value).decode()
-    if not isinstance(value, str | int) or isinstance(value, bool):
-        raise InvalidParameter(f"Invalid value for '{name}': a string")
-    return str(value)
+    text = value if isinstance(value, str) else whole_number(value)
+    if text is None or "\x00" in str(text):
+        raise InvalidParameter(f"Invalid value for '{name}': a string without NUL characters")
+    return str(text)
 
 
 def event_from_json(

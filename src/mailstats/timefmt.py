@@ -38,6 +38,8 @@ def parse_time(value: str, tz: ZoneInfo, name: str, *, upper: bool = False) -> i
     if match is None:
         raise _invalid(name, value, "expected YYYY-MM-DD HH:MM:SS")
     year, month, day, hour, minute, second = (int(p) for p in match.groups("0"))
+    if not 1970 <= year <= 9999:
+        raise _invalid(name, value, "the year must be between 1970 and 9999")
     if upper and match.group(4) is None:
         hour, minute, second = 23, 59, 59  # a date alone, as an upper bound, is its whole day
     try:

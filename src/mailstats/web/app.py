@@ -17,7 +17,7 @@ from mailstats.settings import Settings
 from mailstats.store import Store, open_store
 from mailstats.store.writer import Writer
 from mailstats.tracking.tokens import Signer
-from mailstats.web import errors
+from mailstats.web import errors, openapi
 from mailstats.web.api import destinations, emailings, events, ingest, statistics
 from mailstats.web.context import State
 from mailstats.web.limits import RateLimiter
@@ -53,6 +53,7 @@ ROUTES = [
     *_scoped("{id}/{kind}", events.report_event, "POST", _DEST),
     *_scoped("{id}/{kind}", events.list_events, "GET", ("emailing", *_DEST)),
     Route(f"{V2}/{{kind}}", events.list_events, methods=["GET"]),
+    Route("/openapi.json", openapi.document, methods=["GET"]),
 ]
 
 

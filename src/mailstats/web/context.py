@@ -124,9 +124,10 @@ async def json_body(request: Request) -> Any:
         raise InvalidParameter("Request body must be application/json")
     raw = await body(request)
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidParameter(f"Request body is not valid JSON: {exc.msg}") from None
+    return data
 
 
 def envelope(paging: params.Paging, data: list[Any], total: int | None) -> Response:

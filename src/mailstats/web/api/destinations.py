@@ -9,11 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailstats.errors import InvalidMethod, InvalidParameter
+from mailstats.ingest import whole_number
 from mailstats.store import Destination, Emailing
 from mailstats.timefmt import format_time
 from mailstats.tracking import message
 from mailstats.tracking.tokens import Purpose
 from mailstats.web import context, params
+from mailstats.web.api.emailings import address
 
 MAX_BATCH = 10_000
 
@@ -22,20 +24,23 @@ def _id_value(item: dict[str, Any], name: str) -> str | None:
     value = item.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > 64:
-        raise InvalidParameter(f"Invalid value for '{name}': a string or number")
-    return str(value)
+    text = value if isinstance(value, str) else whole_number(value)
+    if text is None or len(str(text)) > 64 or "\x00" in str(text):
+        raise InvalidParameter(f"Invalid value for '{name}': a string or a whole number")
+    return str(text)
 
 
 def _destination_input(item: Any) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise InvalidParameter("Each destination must be a JSON object")
     email = item.get("email")
-    if not isinstance(email, str) or "@" not in email or len(email) > 320:
+    if not isinstance(email, str) or len(email) > 320:
         raise InvalidParameter("Invalid value for 'email': an email address")
+    address(email, "email")
     fields = item.get("fields", {})
     if not isinstance(fields, dict) or not all(
-        isinstance(v, str | int | float) and not isinstance(v, bool) for v in fields.values()
+        isinstance(v, str | int | float) and not isinstance(v, bool) and "\x00" not in f"{k}{v}"
+        for k, v in fields.items()
     ):
         raise InvalidParameter("Invalid value for 'fields': an object of strings and numbers")
     return {

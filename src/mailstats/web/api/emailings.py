@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +17,31 @@ from mailstats.tracking.render import extract_links
 from mailstats.web import context, params
 
 TYPES = ("mass", "individual")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_text(value: str | None, name: str) -> str:
+    """A value that goes into a mail header: no line breaks or other control characters."""
+    if value is None or _CONTROL.search(value):
+        raise InvalidParameter(f"Invalid value for '{name}': no line breaks or control characters")
+    return value
+
+
+_ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# A plain address (dot-atom @ domain labels): what every MTA takes; the OpenAPI document says so too.
+EMAIL_PATTERN = f"^{_ATOM}(?:\\.{_ATOM})*@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*$"
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def address(value: str | None, name: str) -> str:
+    """An email address that a mail header can carry."""
+    if value is None or len(value) > 320 or not _EMAIL.match(value) or value.endswith("\n"):
+        raise InvalidParameter(f"Invalid value for '{name}': an email address")
+    try:
+        Address(addr_spec=value)
+    except (ValueError, IndexError, HeaderParseError):
+        raise InvalidParameter(f"Invalid value for '{name}': an email address") from None
+    return value
 
 
 def _text(
@@ -22,7 +50,12 @@ def _text(
     value = data.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or (required and not value) or len(value) > limit:
+    if (
+        not isinstance(value, str)
+        or (required and not value)
+        or len(value) > limit
+        or "\x00" in value  # text columns cannot hold NUL
+    ):
         raise InvalidParameter(
             f"Invalid value for '{name}': a string of at most {limit} characters"
         )
@@ -42,9 +75,9 @@ def _emailing_input(data: Any) -> dict[str, Any]:
     if kind not in TYPES:
         raise InvalidParameter("Invalid value for 'type': mass or individual")
     return {
-        "subject": _text(data, "subject"),
-        "from_name": _text(sender, "name", required=False) or "",
-        "from_email": _text(sender, "email"),
+        "subject": header_text(_text(data, "subject"), "subject"),
+        "from_name": header_text(_text(sender, "name", required=False) or "", "name"),
+        "from_email": address(_text(sender, "email", limit=320), "email"),
         "html": _text(data, "html", limit=5_000_000),
         "text": _text(data, "text", required=False, limit=5_000_000),
         "tags": tags,
