@@ -27,5 +27,5 @@ def fresh_database(server_url: str, hint: str) -> Iterator[str]:
     try:
         yield urlunsplit(parts._replace(path="/" + name))
     finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -6,8 +6,6 @@ clicking, 0.3% unsubscribes, 0.05% complaints, and a few mail-security scanners 
 everything and follow every link seconds after delivery.
 """
 
-# ruff: noqa: E501  (user agents, bounce texts and the template are long literal lines)
-
 from __future__ import annotations
 
 import bisect

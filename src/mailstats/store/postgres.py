@@ -1,0 +1,251 @@
+"""PostgreSQL: a connection pool, events partitioned by month, and one writer at a time.
+
+Several processes and nodes may write to one database. Event inserts take one advisory lock
+for the length of their transaction, which makes event IDs grow in commit order (see
+`insert_events`); batches are large (group commit), so the lock costs little.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.abc import Buffer
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
+from psycopg_pool import ConnectionPool
+
+from mailstats.kinds import KINDS
+from mailstats.store import queries
+from mailstats.store.base import Backend, Cursor, Event, Params, Row
+from mailstats.store.events import INSERT_COLUMNS, event_row
+from mailstats.store.partitions import Partitions
+
+log = logging.getLogger("mailstats.store")
+
+# Advisory lock keys: any constants, as long as nothing else in the database uses them.
+EVENTS_LOCK = 0x6D730001  # held by every transaction that writes `events`
+MIGRATE_LOCK = 0x6D730002  # held while a migration is applied
+
+# Connection settings unless the URL says otherwise: an unreachable server fails a connect
+# or a query within seconds instead of hanging (the writer spools after 250 ms anyway).
+_CONNECT_DEFAULTS = {
+    "connect_timeout": "3",
+    "tcp_user_timeout": "5000",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "2",
+    "application_name": "mailstats",
+}
+# Also per session: waiting for a lock (DDL, the events lock) gives up rather than queueing.
+_SESSION_OPTIONS = "-c lock_timeout=5s -c idle_in_transaction_session_timeout=60s"
+
+
+class PostgresBackend(Backend):
+    dialect = "postgres"
+    placeholder = "%s"
+    like = "ILIKE"  # SQLite's LIKE ignores ASCII case; PostgreSQL's does not
+
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+        self.queries = queries.load("postgres")
+        settings = {**_CONNECT_DEFAULTS, **conninfo_to_dict(url)}
+        settings.setdefault("options", _SESSION_OPTIONS)
+        self.pool = ConnectionPool(
+            url,
+            kwargs={**settings, "autocommit": True},
+            min_size=1,
+            max_size=max(1, pool_size),
+            timeout=timeout,
+            check=ConnectionPool.check_connection,
+            configure=_configure,
+            name="mailstats",
+            open=False,
+        )
+        # Open without waiting: a server that is down makes each call fail after `timeout`
+        # seconds, and the pool reconnects in the background once it is back.
+        self.pool.open(wait=False)
+        self.partitions = Partitions(self.pool, EVENTS_LOCK)
+
+    def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    def insert_events(self, events: Sequence[Event]) -> int:
+        """Write a batch in one transaction; return how many events were new.
+
+        The transaction first takes EVENTS_LOCK, so writers (threads, processes, nodes) commit
+        one at a time and every ID drawn from `events_id_seq` (CACHE 1) is higher than any ID
+        already committed. Without it, writer A could draw ID 10, writer B draw 11 and commit,
+        a client syncing with `fields[]=ID>last` read 11, and A's 10 become visible later,
+        below the client's mark: never seen. A lock holder's rows are visible before the lock
+        is released, so the next writer's IDs are drawn after they are visible.
+        The lock is its own statement: the insert's snapshot must be taken after it is held.
+        """
+        if not events:
+            return 0
+        self.partitions.ensure({event.ts for event in events})
+        sql, params = _batch(events)
+        with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            # BEGIN, lock and insert go out together, then COMMIT: two round trips
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+            # never prepared: a generic plan, blind to the batch, runs about twice as slow
+            row = conn.execute(sql, params, prepare=False).fetchone()
+            assert row is not None
+            new, unseated_ids, unseated_ts = row
+            if unseated_ids:  # earlier events arrived late; rare, so one statement each
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "UPDATE events SET first = 0 WHERE id = %s AND ts = %s",
+                        list(zip(unseated_ids, unseated_ts, strict=True)),
+                    )
+        return int(new)
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations, each in a transaction under MIGRATE_LOCK, then maintain."""
+        applied = []
+        done = self._applied()
+        folder = resources.files("mailstats.store") / "migrations" / "postgres"
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".sql") or entry.name in done:
+                continue
+            with self.transaction() as cur:
+                cur.execute("SET LOCAL lock_timeout = '10min'")  # another node migrating
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                cur.execute(_CREATE_MIGRATIONS)
+                # another node may have applied it while this one waited for the lock
+                if cur.execute(
+                    "SELECT 1 FROM schema_migrations WHERE name = %s", (entry.name,)
+                ).fetchone():
+                    continue
+                # no parameters, so the script may hold several statements
+                cur.execute(entry.read_text(encoding="utf-8"))
+                cur.execute(
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)",
+                    (entry.name, int(time.time())),
+                )
+            applied.append(entry.name)
+        self.maintain()
+        return applied
+
+    def _applied(self) -> set[str]:
+        if self.fetch("SELECT to_regclass('schema_migrations')")[0][0] is None:
+            return set()
+        return {row[0] for row in self.fetch("SELECT name FROM schema_migrations")}
+
+    def maintain(self) -> None:
+        """Create the event partitions from a few months back through three months ahead."""
+        self.partitions.maintain()
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_dumper(str, _TextBinary)
+    conn.adapters.register_dumper(str, _Text)  # the last registered is the default
+
+
+# SQLite keeps a NUL inside TEXT; PostgreSQL refuses it, which would fail a request or a
+# whole batch of events (and its replays, for ever). U+FFFD takes its place, in what is
+# stored and in what is searched for alike.
+class _Text(StrDumperUnknown):
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+
+class _TextBinary(StrBinaryDumper):
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+
+_CREATE_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)
+"""
+
+_INSERT_TYPES = {
+    "kind": "smallint",
+    "key": "bytea",
+    "ts": "bigint",
+    "account_id": "bigint",
+    "emailing_id": "bigint",
+    "destination_id": "bigint",
+    "link_id": "bigint",
+    **{c.name: "bigint" if c.type == "int" else "text" for k in KINDS.values() for c in k.columns},
+}
+_FIRST = INSERT_COLUMNS.index("first")
+
+
+def _batch(events: Sequence[Event]) -> tuple[str, list[list[Any]]]:
+    """The statement for this batch and its parameters: one array per column.
+
+    Columns that are NULL throughout the batch (those of other kinds) are left out.
+    """
+    columns = list(zip(*(event_row(event, 0) for event in events), strict=True))
+    names: list[str] = []
+    arrays: list[list[Any]] = []
+    for i, name in enumerate(INSERT_COLUMNS):
+        if i == _FIRST or (i > _FIRST and all(v is None for v in columns[i])):
+            continue
+        names.append(name)
+        arrays.append(list(columns[i]))
+    return _insert_sql(tuple(names)), arrays
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(names: tuple[str, ...]) -> str:
+    """One statement for a whole batch, its columns passed as binary arrays.
+
+    It does what SQLite's insert_events does event by event: a replay (a key already
+    stored, or named twice) inserts nothing; in each (kind, destination, link) group the
+    earliest event is `first`, ties going to the one stored first, so an earlier event
+    arriving late takes the flag from the one that held it. IDs are drawn in batch order.
+    Replays are found in `event_keys` before inserting (the flags depend on which events
+    are new); under EVENTS_LOCK no one else can add a key meanwhile.
+    It returns the count of new events and the (id, ts) of events that lost the flag:
+    clearing those here would plan as a join over every partition, so the caller does it.
+    """
+    arrays = ", ".join(f"%b::{_INSERT_TYPES[name]}[]" for name in names)
+    listed = ", ".join(names)
+    values = ", ".join(f"f.{name}" for name in names)
+    group = "kind, destination_id, link_id"
+    return f"""
+WITH batch AS (
+    SELECT * FROM unnest({arrays}) WITH ORDINALITY AS b({listed}, n)
+), fresh AS (
+    SELECT DISTINCT ON (b.key) b.* FROM batch b
+    WHERE NOT EXISTS (SELECT FROM event_keys k WHERE k.key = b.key)
+    ORDER BY b.key, b.n
+), best AS (
+    SELECT DISTINCT ON ({group}) {group}, ts, n FROM fresh ORDER BY {group}, ts, n
+), won AS (
+    SELECT best.n, h.event_id AS held_id, h.ts AS held_ts
+    FROM best LEFT JOIN firsts h USING ({group})
+    WHERE h.ts IS NULL OR best.ts < h.ts
+), added AS (
+    INSERT INTO events ({listed}, first)
+    SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END
+    FROM fresh f LEFT JOIN won w ON w.n = f.n
+    ORDER BY f.n
+    RETURNING id, key, {group}, ts, first
+), keys AS (
+    INSERT INTO event_keys (key, event_id, ts) SELECT key, id, ts FROM added
+), held AS (
+    INSERT INTO firsts ({group}, event_id, ts)
+    SELECT {group}, id, ts FROM added WHERE first = 1
+    ON CONFLICT ({group}) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts
+)
+SELECT (SELECT count(*) FROM added),
+    ARRAY(SELECT held_id FROM won WHERE held_id IS NOT NULL),
+    ARRAY(SELECT held_ts FROM won WHERE held_id IS NOT NULL)"""
