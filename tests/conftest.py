@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -47,10 +46,19 @@ def db_url(
     if backend == "sqlite":
         yield os.path.join(tmp_path, "mailstats.db")
         return
-    from tests.pg import fresh_database
+    from tests.pg import emptied
 
-    name = re.sub(r"\W+", "_", request.node.name)[-40:].lower()
-    with fresh_database(PG_URL, name) as url:
+    url = request.getfixturevalue("pg_database")
+    emptied(url)
+    yield url
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """One migrated database for the run; each test starts with its tables emptied."""
+    from tests.pg import migrated_database
+
+    with migrated_database(PG_URL) as url:
         yield url
 
 
