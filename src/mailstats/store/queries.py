@@ -23,6 +23,8 @@ def load(dialect: str) -> dict[str, str]:
     root = resources.files("mailstats.store") / "queries"
     found: dict[str, str] = {}
     for folder in (root, root / dialect):
+        if not folder.is_dir():
+            continue  # a dialect that overrides nothing has no folder
         for entry in sorted(folder.iterdir(), key=lambda e: e.name):
             if entry.name.endswith(".sql"):
                 found.update(_blocks(entry.read_text(encoding="utf-8")))
