@@ -121,16 +121,29 @@ class Tracker:
             values,
         )
 
-    async def click(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
-        method = scope["method"]
-        if method not in ("GET", "HEAD"):
-            return await _plain(send, 405, "Method not allowed", [(b"allow", b"GET, HEAD")])
-        ids = self.st.signer.verify(Purpose.CLICK, token)
+    async def _target(
+        self, purpose: Purpose, scope: Scope, send: Send, token: str, methods: bytes
+    ) -> tuple[tuple[int, int], tuple[int, int, dict[str, Any]]] | None:
+        """The token's (destination, link) IDs and destination, or None once refused."""
+        if scope["method"].encode() not in methods.split(b", "):
+            await _plain(send, 405, "Method not allowed", [(b"allow", methods)])
+            return None
+        ids = self.st.signer.verify(purpose, token)
         dest = await self._destination(ids[0]) if ids else None
-        url = await self._link(ids[1], dest[1]) if ids and dest else None
-        if ids is None or dest is None or url is None:
+        if ids is None or dest is None:
+            await _plain(send, 404, "Not found")
+            return None
+        return ids, dest
+
+    async def click(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
+        target = await self._target(Purpose.CLICK, scope, send, token, b"GET, HEAD")
+        if target is None:
+            return
+        ids, dest = target
+        url = await self._link(ids[1], dest[1])
+        if url is None:
             return await _plain(send, 404, "Not found")
-        if method == "GET":
+        if scope["method"] == "GET":
             await self.st.writer.write(self._event(CLICKS, scope, dest, ids[0], ids[1]))
         headers = [
             (b"location", _location(personalise(url, dest[2]))),
@@ -141,13 +154,11 @@ class Tracker:
         await send({"type": "http.response.body", "body": b""})
 
     async def open(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
+        target = await self._target(Purpose.OPEN, scope, send, token, b"GET, HEAD")
+        if target is None:
+            return
+        ids, dest = target
         method = scope["method"]
-        if method not in ("GET", "HEAD"):
-            return await _plain(send, 405, "Method not allowed", [(b"allow", b"GET, HEAD")])
-        ids = self.st.signer.verify(Purpose.OPEN, token)
-        dest = await self._destination(ids[0]) if ids else None
-        if ids is None or dest is None:
-            return await _plain(send, 404, "Not found")
         if method == "GET":
             await self.st.writer.write(self._event(IMPRESSIONS, scope, dest, ids[0], 0))
         headers = [
@@ -160,13 +171,11 @@ class Tracker:
 
     async def unsubscribe(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
         """GET shows a confirmation form (scanners follow links); only POST unsubscribes."""
+        target = await self._target(Purpose.UNSUBSCRIBE, scope, send, token, b"GET, HEAD, POST")
+        if target is None:
+            return
+        ids, dest = target
         method = scope["method"]
-        if method not in ("GET", "HEAD", "POST"):
-            return await _plain(send, 405, "Method not allowed", [(b"allow", b"GET, HEAD, POST")])
-        ids = self.st.signer.verify(Purpose.UNSUBSCRIBE, token)
-        dest = await self._destination(ids[0]) if ids else None
-        if ids is None or dest is None:
-            return await _plain(send, 404, "Not found")
         if method == "POST":
             await self.st.writer.write(self._event(UNSUBSCRIBES, scope, dest, ids[0], 0))
             page = _PAGE.format(
