@@ -1,0 +1,132 @@
+"""Measurement 7: bulk NDJSON import (POST ms/events) against the database's own bulk path.
+
+The ceiling writes the same rows (as Store.insert_events would make them) into a scratch
+table with the columns and indexes of `events`, empty at the start, in transactions of the
+same size as the POSTs: PostgreSQL COPY, or SQLite executemany.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+from api import Api
+from dataset import DataSet, local
+from flows import DAY
+from results import Goal, Result
+from scale import Scale
+
+from mailstats.ingest import event_key
+from mailstats.kinds import KINDS
+from mailstats.store import Event, Store
+from mailstats.store.events import INSERT_COLUMNS, event_row
+
+GOAL = 0.50
+SCRATCH = "bench_scratch"
+HARD_BOUNCE = ("5.1.1", "550", "550 5.1.1 <r@example.com>: Recipient address rejected", "hard")
+
+
+def _item(data: DataSet, rng: random.Random, n: int, run: str) -> tuple[dict[str, Any], Event]:
+    """One reported event as an NDJSON object and as the Event the server should make of it."""
+    flow = rng.choice(data.flows[1:])
+    dest = flow.first_dest + rng.randrange(flow.dests)
+    ts = data.start + data.days * DAY - rng.randrange(30 * DAY)
+    item: dict[str, Any] = {"destination": dest, "timestamp": local(ts), "key": f"{run}-{n}"}
+    if n % 5 == 4:
+        kind, values = KINDS["errors"], HARD_BOUNCE
+        item.update(zip(("status", "errorcode", "description", "errortype"), values, strict=True))
+    else:
+        kind, values = KINDS["deliveries"], (1 + n % 7 // 6,)
+        item["attempts"] = values[0]
+    item["kind"] = kind.name
+    key = event_key(data.account_id, item["key"])
+    return item, Event(kind, key, ts, data.account_id, flow.emailing_id, dest, 0, values)
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for at in range(0, len(items), size):
+        yield items[at : at + size]
+
+
+def _post_all(api: Api, lines: list[bytes], size: int) -> tuple[int, float]:
+    created = 0
+    t0 = time.perf_counter()
+    for batch in _batches(lines, size):
+        response = api.client.post("/events", content=b"\n".join(batch))
+        if response.status_code != 201:
+            raise RuntimeError(f"POST ms/events: {response.status_code} {response.text[:300]}")
+        created += int(response.headers["x-created"])
+    return created, time.perf_counter() - t0
+
+
+def _copy_postgres(store: Store, rows: list[tuple], size: int) -> float:
+    columns = ", ".join(("id", *INSERT_COLUMNS))
+    with store.backend.pool.connection() as conn:  # type: ignore[attr-defined]
+        conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
+        conn.execute(f"CREATE TABLE {SCRATCH} (LIKE events INCLUDING INDEXES)")
+        try:
+            t0 = time.perf_counter()
+            for at, batch in enumerate(_batches(rows, size)):
+                with (
+                    conn.transaction(),
+                    conn.cursor().copy(f"COPY {SCRATCH} ({columns}) FROM STDIN") as copy,
+                ):
+                    for n, row in enumerate(batch, at * size + 1):
+                        copy.write_row((n, *row))
+            return time.perf_counter() - t0
+        finally:
+            conn.execute(f"DROP TABLE {SCRATCH}")
+
+
+def _sqlite_scratch(conn: sqlite3.Connection) -> None:
+    found = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND sql IS NOT NULL"
+        " ORDER BY type DESC"  # the table before its indexes
+    ).fetchall()
+    for (sql,) in found:
+        sql = sql.replace("TABLE events", f"TABLE {SCRATCH}", 1)
+        conn.execute(sql.replace("INDEX events_", f"INDEX {SCRATCH}_").replace(
+            " ON events ", f" ON {SCRATCH} "))  # fmt: skip
+
+
+def _insert_sqlite(path: str, rows: list[tuple], size: int) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    sql = (f"INSERT INTO {SCRATCH} ({', '.join(INSERT_COLUMNS)})"
+           f" VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})")  # fmt: skip
+    try:
+        for pragma in ("journal_mode = WAL", "synchronous = FULL", "busy_timeout = 10000"):
+            conn.execute(f"PRAGMA {pragma}")
+        conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
+        _sqlite_scratch(conn)
+        t0 = time.perf_counter()
+        for batch in _batches(rows, size):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, batch)
+            conn.execute("COMMIT")
+        return time.perf_counter() - t0
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
+        conn.close()
+
+
+def measure(api: Api, store: Store, data: DataSet, scale: Scale, backend: str) -> list[Result]:
+    rng, run = random.Random(11), f"import-{time.time_ns()}"
+    pairs = [_item(data, rng, n, run) for n in range(scale.import_events)]
+    lines = [orjson.dumps(item) for item, _ in pairs]
+    rows = [event_row(event, 0) for _, event in pairs]
+    created, seconds = _post_all(api, lines, scale.import_batch)
+    if backend == "postgres":
+        ceiling = _copy_postgres(store, rows, scale.import_batch)
+    else:
+        ceiling = _insert_sqlite(store.backend.path, rows, scale.import_batch)  # type: ignore[attr-defined]
+    how = "COPY" if backend == "postgres" else "executemany"
+    note = (
+        f"{len(lines):,} deliveries and errors, {scale.import_batch:,} per POST, {created:,}"
+        f" created; ceiling: {how} of the same rows in transactions of the same size"
+    )
+    return [Result("import_ndjson", backend, len(lines) / seconds, "events/s",
+                   len(rows) / ceiling, Goal("ratio", ">=", GOAL), note)]  # fmt: skip
