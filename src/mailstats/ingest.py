@@ -62,12 +62,25 @@ def _column_value(kind: Kind, name: str, type_: str, value: Any) -> Any:
 
 
 def event_from_json(
-    store: Store, account: Account, kind: Kind, destination_id: int, data: Any, tz: ZoneInfo
+    store: Store,
+    account: Account,
+    kind: Kind,
+    destination_id: int,
+    data: Any,
+    tz: ZoneInfo,
+    known: dict[int, int] | None = None,
 ) -> Event:
-    """An event of `kind` for one of the account's destinations, from a JSON object."""
+    """An event of `kind` for one of the account's destinations, from a JSON object.
+
+    `known` maps destination IDs already checked to their emailing, so that a bulk
+    import looks each destination up once.
+    """
     if not isinstance(data, Mapping):
         raise InvalidParameter("Each event must be a JSON object")
-    dest = store.destination(account.id, destination_id)
+    known = {} if known is None else known
+    if destination_id not in known:
+        known[destination_id] = store.destination(account.id, destination_id).emailing_id
+    emailing_id = known[destination_id]
     raw_ts = data.get("timestamp")
     if raw_ts is None:
         ts = int(time.time())
@@ -85,8 +98,8 @@ def event_from_json(
         event_key(account.id, data.get("key")),
         ts,
         account.id,
-        dest.emailing_id,
-        dest.id,
+        emailing_id,
+        destination_id,
         0,
         values,
     )
@@ -96,6 +109,7 @@ def events_from_ndjson(
     store: Store, account: Account, lines: Iterable[bytes], tz: ZoneInfo
 ) -> Iterator[Event]:
     """Events from NDJSON lines of {"kind", "destination", ...}; errors name the line."""
+    known: dict[int, int] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -109,7 +123,7 @@ def events_from_ndjson(
             dest = data.get("destination")
             if isinstance(dest, bool) or not isinstance(dest, int | str) or not str(dest).isdigit():
                 raise InvalidParameter("'destination' must be a destination ID")
-            yield event_from_json(store, account, kind, int(dest), data, tz)
+            yield event_from_json(store, account, kind, int(dest), data, tz, known)
         except orjson.JSONDecodeError as exc:
             raise InvalidParameter(f"Line {number}: not valid JSON ({exc.msg})") from None
         except NotFound:
