@@ -124,3 +124,65 @@ def test_tokens_of_one_account_see_the_same_rows(app: App, http: TestClient, two
     second = app.store.create_token("acme", "Europe/Amsterdam")
     for resource in ("ms/clicks", f"ms/emailing/{two.acme_mailing.id}/clicks"):
         assert get(http, second, resource).content == get(http, two.acme, resource).content
+
+
+def _get_routes() -> list[str]:
+    """Every GET path of the route table with its placeholders still in, scopes expanded."""
+    from mailstats.web.app import ROUTES
+
+    return [r.path for r in ROUTES if "GET" in (r.methods or ())]
+
+
+def test_every_get_route_hides_another_accounts_ids(app: App, http: TestClient, token: str) -> None:
+    from mailstats.kinds import KINDS
+    from tests.helpers import add_destinations, insert_events, make_emailing, message_key
+
+    html = '<html><body><a href="https://alpha-secret.example/offer?x=1">Go</a></body></html>'
+    emailing = make_emailing(http, token, html, subject="Alpha confidential subject")
+    dests = add_destinations(
+        http, token, emailing,
+        {"email": "alice.secret@alpha.example", "profile": "alpha-profile-7"},
+        {"email": "bob.secret@alpha.example", "subprofile": "alpha-sub-9"},
+    )  # fmt: skip
+    link = app.store.links(emailing)[0]
+    click(http, token, dests[0])
+    insert_events(app, "impressions", dests[1], [utc(2024, 7, 1)], ("198.51.100.77", "AlphaUA/1", "mobile"))  # fmt: skip
+    insert_events(app, "deliveries", dests[0], [utc(2024, 7, 1)], (2,))
+    secrets_ = ["alice.secret", "bob.secret", "alpha-profile-7", "alpha-sub-9", link.url,
+                "alpha-secret.example", "Alpha confidential", "AlphaUA", "198.51.100.77",
+                *(message_key(app, d) for d in dests)]  # fmt: skip
+    other = app.store.create_token("globex", "Europe/Amsterdam")
+    mailing(app, http, other)  # the other account has data of its own
+
+    wrong: dict[str, object] = {}
+    checked = 0
+    for path in _get_routes():
+        if path == "/openapi.json":
+            continue
+        kinds = list(KINDS) if "{kind}" in path else [""]
+        parts = ["html", "text", "mime"] if "{part}" in path else [""]
+        ids = [str(emailing)] if "/emailing/" in path else [str(d) for d in dests]
+        for kind in kinds:
+            for part in parts:
+                for id_ in ids if "{id}" in path else [""]:
+                    url = path.format(kind=kind, part=part, id=id_)
+                    r = http.get(url, params={"access_token": other})
+                    checked += 1
+                    leaked = [s for s in secrets_ if s in r.text]
+                    if leaked:
+                        wrong[url] = ("leaked", leaked)
+                    elif "{id}" in path:
+                        if (r.status_code, r.headers["content-type"], r.content) != (
+                            400, JSON, NO_ENTITY
+                        ):  # fmt: skip
+                            wrong[url] = (r.status_code, r.text[:200])
+                    elif r.status_code != 200:
+                        wrong[url] = (r.status_code, r.text[:200])
+                    else:
+                        body = r.json()
+                        mine = [item for item in body["data"]
+                                if str(item.get("mailing", item.get("id"))) == str(emailing)]  # fmt: skip
+                        if mine:
+                            wrong[url] = ("rows", mine)
+    assert checked > 40
+    assert wrong == {}

@@ -131,7 +131,9 @@ def where(kind: Kind, scope: Scope, flt: Filter, mark: str, like: str) -> Query:
         if cond.op not in _OPERATORS or cond.field not in expressions:
             raise ValueError(f"bad condition {cond.field} {cond.op}")
         op = cond.op.replace("LIKE", like)
-        q.add(f"{expressions[cond.field]} {op} ?", cond.value)
+        # a backslash is an ordinary character, as in SQLite's LIKE without ESCAPE
+        escape = " ESCAPE ''" if like == "ILIKE" and "LIKE" in op else ""
+        q.add(f"{expressions[cond.field]} {op} ?{escape}", cond.value)
     return q
 
 

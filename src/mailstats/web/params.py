@@ -194,6 +194,8 @@ def parse_condition(expr: str, allowed: Mapping[str, FieldType], tz: ZoneInfo) -
     op = _OPERATORS[operator]
     if "LIKE" in op and kind != "text":
         raise _invalid_fields(f"operator {operator!r} does not apply to field {field!r}")
+    if kind == "time":
+        return Condition(field, op, _time_value(raw.strip(), op, tz))
     return Condition(field, op, _condition_value(raw.strip(), kind, tz))
 
 
@@ -247,6 +249,21 @@ def _split_expression(expr: str) -> tuple[str, str, str]:
         if operator in _OPERATORS:
             return expr[:at].strip(), operator, expr[at + len(operator) :]
     raise _invalid_fields(f"{expr!r} has an unknown operator")
+
+
+def _time_value(raw: str, op: str, tz: ZoneInfo) -> int:
+    """A time compared with `op`, so that rows are selected by the time they show.
+
+    `<=` and `>` take a time as an upper bound (a date alone is its whole day); in the hour
+    skipped when clocks jump forward, `=` matches nothing and `!=` everything.
+    """
+    lower = parse_time(raw, tz, "fields")
+    upper = parse_time(raw, tz, "fields", upper=True)
+    if op in ("<=", ">"):
+        return upper
+    if op in ("=", "!=") and upper < lower:
+        return -1  # a time no row shows
+    return lower
 
 
 def _condition_value(raw: str, kind: FieldType, tz: ZoneInfo) -> int | str:
