@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from mailstats.settings import Settings, load
 from mailstats.store import Store, open_store
 from mailstats.web.app import App, create_app
+from tests.helpers import Mailing, mailing
 
 PG_URL = os.environ.get("MAILSTATS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PUBLIC = "http://t.test"
@@ -93,3 +94,15 @@ def http(app: App) -> Iterator[TestClient]:
 @pytest.fixture
 def token(app: App) -> str:
     return app.store.create_token("acme", "Europe/Amsterdam")
+
+
+@pytest.fixture
+def m(app: App, http: TestClient, token: str) -> Mailing:
+    """An emailing of account "acme" with destinations and links, made over HTTP."""
+    return mailing(app, http, token)
+
+
+@pytest.fixture
+def stranger(app: App, http: TestClient) -> Mailing:
+    """A mailing of another account, "other"."""
+    return mailing(app, http, app.store.create_token("other", "Europe/Amsterdam"), destinations=1)

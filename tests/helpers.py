@@ -274,3 +274,22 @@ def report_with_key(name: str, key: str) -> bytes:
     raw = (REPORTS / name).read_bytes()
     assert len(set(_REPORT_TAG.findall(raw))) <= 1, name
     return _REPORT_TAG.sub(key.encode(), raw)
+
+
+# Five times in ascending order: one in winter (CET, UTC+1), the rest in summer (CEST,
+# UTC+2) around 2024-07-01 12:00:00 Amsterdam time; LOCAL is how the API shows them.
+TIMES = [
+    utc(2024, 1, 15, 11, 0, 0),
+    utc(2024, 7, 1, 9, 59, 59),
+    utc(2024, 7, 1, 10, 0, 0),
+    utc(2024, 7, 1, 10, 0, 1),
+    utc(2024, 7, 1, 22, 0, 0),
+]
+LOCAL = [
+    "2024-01-15 12:00:00",
+    "2024-07-01 11:59:59",
+    "2024-07-01 12:00:00",
+    "2024-07-01 12:00:01",
+    "2024-07-02 00:00:00",
+]
+NOON = "2024-07-01 12:00:00"

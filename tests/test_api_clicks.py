@@ -12,6 +12,9 @@ from tests.helpers import (
     CLICK_FIELDS,
     ENVELOPE,
     JSON,
+    LOCAL,
+    NOON,
+    TIMES,
     Mailing,
     add_destinations,
     click,
@@ -26,23 +29,6 @@ from tests.helpers import (
     utc,
 )
 
-# Five clicks in ascending time (and so ascending ID): one in winter (CET, UTC+1), the rest
-# in summer (CEST, UTC+2) around 2024-07-01 12:00:00 Amsterdam time.
-TIMES = [
-    utc(2024, 1, 15, 11, 0, 0),
-    utc(2024, 7, 1, 9, 59, 59),
-    utc(2024, 7, 1, 10, 0, 0),
-    utc(2024, 7, 1, 10, 0, 1),
-    utc(2024, 7, 1, 22, 0, 0),
-]
-LOCAL = [
-    "2024-01-15 12:00:00",
-    "2024-07-01 11:59:59",
-    "2024-07-01 12:00:00",
-    "2024-07-01 12:00:01",
-    "2024-07-02 00:00:00",
-]
-NOON = "2024-07-01 12:00:00"
 # PHP's http_build_query sends true as 1 and false as 0; other spellings come from hand-written
 # clients. True: "true", "yes" in any case, and numbers of magnitude 1 or more.
 BOOLEANS = [
@@ -58,11 +44,6 @@ BOOLEANS = [
     ("abc", False),
     ("", False),
 ]
-
-
-@pytest.fixture
-def m(app: App, http: TestClient, token: str) -> Mailing:
-    return mailing(app, http, token)
 
 
 @pytest.fixture

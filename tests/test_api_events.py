@@ -20,8 +20,11 @@ from tests.helpers import (
     ENVELOPE,
     FIELDS,
     JSON,
+    LOCAL,
+    NOON,
     OTHER_KINDS,
     REPORTED,
+    TIMES,
     UA,
     Mailing,
     add_destinations,
@@ -45,17 +48,6 @@ from tests.helpers import (
 )
 
 PEER = "203.0.113.7"  # the test client's address
-
-
-@pytest.fixture
-def m(app: App, http: TestClient, token: str) -> Mailing:
-    return mailing(app, http, token)
-
-
-@pytest.fixture
-def stranger(app: App, http: TestClient) -> Mailing:
-    """A mailing of another account, "other"."""
-    return mailing(app, http, app.store.create_token("other", "Europe/Amsterdam"), destinations=1)
 
 
 # --- impressions: the open pixel ----------------------------------------------------------
@@ -419,21 +411,6 @@ def test_an_idempotency_key_stores_a_repeated_post_once(
 
 # --- the five lists -----------------------------------------------------------------------
 
-TIMES = [
-    utc(2024, 1, 15, 11, 0, 0),
-    utc(2024, 7, 1, 9, 59, 59),
-    utc(2024, 7, 1, 10, 0, 0),
-    utc(2024, 7, 1, 10, 0, 1),
-    utc(2024, 7, 1, 22, 0, 0),
-]
-LOCAL = [
-    "2024-01-15 12:00:00",
-    "2024-07-01 11:59:59",
-    "2024-07-01 12:00:00",
-    "2024-07-01 12:00:01",
-    "2024-07-02 00:00:00",
-]
-NOON = "2024-07-01 12:00:00"
 MOBILE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Mobile/15E148"
 
 

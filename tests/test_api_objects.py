@@ -51,11 +51,6 @@ NO_ENTITY = "No entity with supplied ID"
 
 
 @pytest.fixture
-def m(app: App, http: TestClient, token: str) -> Mailing:
-    return mailing(app, http, token)
-
-
-@pytest.fixture
 def other_token(app: App) -> str:
     return app.store.create_token("other", "Europe/Amsterdam")
 

@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 from starlette.testclient import TestClient
 
 from mailstats.web.app import App
@@ -27,17 +26,6 @@ from tests.helpers import (
     totals,
 )
 from tests.test_reports import BOUNCES, COMPLAINTS, MALFORMED
-
-
-@pytest.fixture
-def m(app: App, http: TestClient, token: str) -> Mailing:
-    return mailing(app, http, token)
-
-
-@pytest.fixture
-def stranger(app: App, http: TestClient) -> Mailing:
-    """A mailing of another account, "other"."""
-    return mailing(app, http, app.store.create_token("other", "Europe/Amsterdam"), destinations=1)
 
 
 def post_ndjson(http: TestClient, token: str, body: bytes) -> httpx.Response:

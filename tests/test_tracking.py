@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from starlette.testclient import TestClient
 
 from mailstats.settings import Settings
@@ -24,7 +23,6 @@ from tests.helpers import (
     click_paths,
     get,
     local,
-    mailing,
     make_emailing,
     page,
 )
@@ -32,11 +30,6 @@ from tests.helpers import (
 ANY_TRACKED = re.compile(r"http://t\.test(/c/[A-Za-z0-9_-]+)")
 TOKEN = rb"[A-Za-z0-9_-]{1,48}"
 PEER = "203.0.113.7"  # the test client's address
-
-
-@pytest.fixture
-def m(app: App, http: TestClient, token: str) -> Mailing:
-    return mailing(app, http, token)
 
 
 def clicks_total(http: TestClient, token: str) -> int:

@@ -9,7 +9,6 @@ import time
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
-import pytest
 from starlette.testclient import TestClient
 
 from mailstats.tracking.tokens import Purpose, Signer
@@ -44,11 +43,6 @@ SCANNERS = [
     "Mozilla/5.0 (compatible; Mimecast URL Protect)",
     "",
 ]
-
-
-@pytest.fixture
-def m(app: App, http: TestClient, token: str) -> Mailing:
-    return mailing(app, http, token)
 
 
 class Forms(HTMLParser):
