@@ -30,6 +30,10 @@ _NO_CACHE = [
 ]
 _URL_SAFE = "/:?#[]@!$&'()*+,;=%~-._"
 _CACHE_LIMIT = 100_000
+# the Allow header of each handler -> the methods it takes (parsed once, not per request)
+_METHODS = {
+    allow: frozenset(allow.decode().split(", ")) for allow in (b"GET, HEAD", b"GET, HEAD, POST")
+}
 _MAX_UA = 1024
 
 
@@ -125,7 +129,7 @@ class Tracker:
         self, purpose: Purpose, scope: Scope, send: Send, token: str, methods: bytes
     ) -> tuple[tuple[int, int], tuple[int, int, dict[str, Any]]] | None:
         """The token's (destination, link) IDs and destination, or None once refused."""
-        if scope["method"].encode() not in methods.split(b", "):
+        if scope["method"] not in _METHODS[methods]:
             await _plain(send, 405, "Method not allowed", [(b"allow", methods)])
             return None
         ids = self.st.signer.verify(purpose, token)
