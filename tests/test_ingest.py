@@ -175,6 +175,59 @@ def test_bulk_with_a_bad_line_anywhere_stores_nothing(
     }  # fmt: skip
 
 
+def test_bulk_events_take_the_emailing_of_their_own_destination(
+    app: App, http: TestClient, token: str
+) -> None:
+    mailings = [mailing(app, http, token, destinations=3) for _ in range(3)]
+    dests = [(mm.id, dest) for mm in mailings for dest in mm.destinations]
+    lines = [
+        {"kind": "deliveries", "destination": dests[n * 4 % len(dests)][1], "attempts": 1}
+        for n in range(2 * len(dests))
+    ]
+    assert post_ndjson(http, token, ndjson(*lines)).status_code == 201
+    emailing_of = dict((dest, emailing) for emailing, dest in dests)
+    data = page(http, token, "ms/deliveries", "limit=100")["data"]
+    assert sorted((int(i["destination"]), int(i["mailing"])) for i in data) == sorted(
+        (line["destination"], emailing_of[line["destination"]]) for line in lines
+    )
+    for mm in mailings:
+        assert total(http, token, f"ms/emailing/{mm.id}/deliveries") == 6
+
+
+def test_bulk_names_the_first_failing_line_whatever_fails_later(
+    http: TestClient, token: str, m: Mailing, stranger: Mailing
+) -> None:
+    d, theirs = m.destinations[0], stranger.destinations[0]
+
+    def line(**item: Any) -> dict[str, Any]:
+        return {"kind": "deliveries", **item}
+
+    good = line(destination=d)
+    cases = [
+        # An unknown destination before a line that is not even JSON.
+        ([good, line(destination=theirs), good], b"{", "Line 3: No entity with supplied ID"),
+        # A line with an unknown destination and a bad value fails on its destination.
+        ([good, line(destination=theirs, attempts="x")], b"", "Line 3: No entity with supplied ID"),
+        ([line(destination=999999, timestamp=1)], b"", "Line 2: No entity with supplied ID"),
+        # A bad value before an unknown destination.
+        ([good, line(destination=d, attempts=-1), line(destination=theirs)], b"",
+         "Line 3: Invalid value for 'attempts': a non-negative integer"),
+        # The kind and the destination's form are checked before it is looked up.
+        ([good, {"kind": "clicks", "destination": theirs}], b"",
+         "Line 3: 'kind' must be one of deliveries, errors, abuses"),
+        # Numbers no stored ID can reach are unknown destinations, on every backend.
+        ([line(destination=2**63)], b"", "Line 2: No entity with supplied ID"),
+        ([line(destination="9" * 30)], b"", "Line 2: No entity with supplied ID"),
+    ]  # fmt: skip
+    wrong = {}
+    for n, (items, tail, message) in enumerate(cases):
+        r = post_ndjson(http, token, b"\n" + ndjson(*items) + tail)
+        if r.status_code != 400 or r.json()["error"]["message"] != message:
+            wrong[n] = (r.status_code, r.text)
+    assert wrong == {}
+    assert nothing_stored(http, token)
+
+
 def test_bulk_idempotency_keys(http: TestClient, token: str, m: Mailing) -> None:
     d0, d1 = m.destinations
     lines = [

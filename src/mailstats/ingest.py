@@ -8,19 +8,20 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from mailstats.errors import InvalidParameter, NotFound
+from mailstats.errors import InvalidParameter
 from mailstats.kinds import KINDS, Kind
 from mailstats.reports import BounceEvent, ReportError, parse_report
 from mailstats.store import Account, Event, Store
 from mailstats.timefmt import parse_time
 
 REPORTED = ("deliveries", "errors", "abuses")  # the kinds the pipeline reports
+_REPORTED_KINDS = {name: KINDS[name] for name in REPORTED}
 
 
 def event_key(account_id: int, key: object | None) -> bytes:
@@ -43,7 +44,7 @@ def whole_number(value: object) -> int | None:
     return None
 
 
-def _column_value(kind: Kind, name: str, type_: str, value: Any) -> Any:
+def _column_value(name: str, type_: str, value: Any) -> Any:
     if value is None:
         return None
     if type_ == "int":
@@ -62,74 +63,97 @@ def _column_value(kind: Kind, name: str, type_: str, value: Any) -> Any:
 
 
 def event_from_json(
-    store: Store,
-    account: Account,
-    kind: Kind,
-    destination_id: int,
-    data: Any,
-    tz: ZoneInfo,
-    known: dict[int, int] | None = None,
+    store: Store, account: Account, kind: Kind, destination_id: int, data: Any, tz: ZoneInfo
 ) -> Event:
-    """An event of `kind` for one of the account's destinations, from a JSON object.
-
-    `known` maps destination IDs already checked to their emailing, so that a bulk
-    import looks each destination up once.
-    """
+    """An event of `kind` for one of the account's destinations, from a JSON object."""
     if not isinstance(data, Mapping):
         raise InvalidParameter("Each event must be a JSON object")
-    known = {} if known is None else known
-    if destination_id not in known:
-        known[destination_id] = store.destination(account.id, destination_id).emailing_id
-    emailing_id = known[destination_id]
+    emailing_id = store.destination(account.id, destination_id).emailing_id
+    return _event(account.id, kind, emailing_id, destination_id, data, tz, {})
+
+
+def _event(
+    account_id: int,
+    kind: Kind,
+    emailing_id: int,
+    destination_id: int,
+    data: Mapping[str, Any],
+    tz: ZoneInfo,
+    times: dict[str, int],
+) -> Event:
+    """The event a JSON object describes; `times` caches the timestamps already read."""
     raw_ts = data.get("timestamp")
     if raw_ts is None:
         ts = int(time.time())
     elif isinstance(raw_ts, str):
-        ts = parse_time(raw_ts, tz, "timestamp")
+        ts = times.get(raw_ts) or parse_time(raw_ts, tz, "timestamp")
+        times[raw_ts] = ts
     else:
         raise InvalidParameter(
             "Invalid value for parameter 'timestamp': a 'YYYY-MM-DD HH:MM:SS' string"
         )
-    values = tuple(_column_value(kind, c.name, c.type, data.get(c.name)) for c in kind.columns)
+    values = tuple(_column_value(c.name, c.type, data.get(c.name)) for c in kind.columns)
     if kind.name == "deliveries" and values[0] is None:
         values = (1,)
-    return Event(
-        kind,
-        event_key(account.id, data.get("key")),
-        ts,
-        account.id,
-        emailing_id,
-        destination_id,
-        0,
-        values,
-    )
+    key = event_key(account_id, data.get("key"))
+    return Event(kind, key, ts, account_id, emailing_id, destination_id, 0, values)
 
 
 def events_from_ndjson(
     store: Store, account: Account, lines: Iterable[bytes], tz: ZoneInfo
-) -> Iterator[Event]:
-    """Events from NDJSON lines of {"kind", "destination", ...}; errors name the line."""
-    known: dict[int, int] = {}
+) -> list[Event]:
+    """Events from NDJSON lines of {"kind", "destination", ...}; errors name the line.
+
+    Every line is checked, then all their destinations are looked up in one query. The
+    error is the one a line-by-line check would raise first: the earliest failing line,
+    and on a line that fails twice, an unknown destination before anything else.
+    """
+    events: list[tuple[int, Event]] = []  # (line number, event), emailings not known yet
+    failure: tuple[int, int | None, str] | None = None  # (line, its destination, message)
+    times: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        dest = None
         try:
-            data = orjson.loads(line)
-            if not isinstance(data, dict):
-                raise InvalidParameter("not a JSON object")
-            kind = KINDS.get(str(data.get("kind")))
-            if kind is None or kind.name not in REPORTED:
-                raise InvalidParameter(f"'kind' must be one of {', '.join(REPORTED)}")
-            dest = data.get("destination")
-            if isinstance(dest, bool) or not isinstance(dest, int | str) or not str(dest).isdigit():
-                raise InvalidParameter("'destination' must be a destination ID")
-            yield event_from_json(store, account, kind, int(dest), data, tz, known)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidParameter(f"Line {number}: not valid JSON ({exc.msg})") from None
-        except NotFound:
-            raise InvalidParameter(f"Line {number}: No entity with supplied ID") from None
+            kind, dest, data = _line(line)
+            events.append((number, _event(account.id, kind, 0, dest, data, tz, times)))
         except InvalidParameter as exc:
-            raise InvalidParameter(f"Line {number}: {exc.message}") from None
+            failure = (number, dest, exc.message)
+            break
+    wanted = {event.destination_id for _, event in events}
+    if failure is not None and failure[1] is not None:
+        wanted.add(failure[1])
+    emailings = store.destination_emailings(account.id, wanted)
+    for number, event in events:
+        emailing_id = emailings.get(event.destination_id)
+        if emailing_id is None:
+            raise InvalidParameter(f"Line {number}: No entity with supplied ID")
+        event.emailing_id = emailing_id
+    if failure is not None:
+        number, dest, message = failure
+        if dest is not None and dest not in emailings:
+            message = "No entity with supplied ID"
+        raise InvalidParameter(f"Line {number}: {message}")
+    return [event for _, event in events]
+
+
+def _line(line: bytes) -> tuple[Kind, int, dict[str, Any]]:
+    """One NDJSON line read and its kind and destination checked."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise InvalidParameter("not a JSON object")
+    name = data.get("kind")
+    kind = _REPORTED_KINDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise InvalidParameter(f"'kind' must be one of {', '.join(REPORTED)}")
+    dest = data.get("destination")
+    if isinstance(dest, bool) or not isinstance(dest, int | str) or not str(dest).isdigit():
+        raise InvalidParameter("'destination' must be a destination ID")
+    return kind, int(dest), data
 
 
 def _destination_for(store: Store, account: Account, identifiers: Iterable[str]) -> int | None:
@@ -164,7 +188,7 @@ def report_events(store: Store, account: Account, raw: bytes) -> list[Event]:
         else:
             data = {"report": item.report}
             kind = KINDS["abuses"]
-        values = tuple(_column_value(kind, c.name, c.type, data.get(c.name)) for c in kind.columns)
+        values = tuple(_column_value(c.name, c.type, data.get(c.name)) for c in kind.columns)
         dest = store.destination(account.id, dest_id)
         # The same report ingested twice is one event: its key comes from its content.
         key = event_key(account.id, hashlib.sha256(raw).hexdigest() + f":{dest_id}:{kind.name}")

@@ -355,6 +355,18 @@ class Store:
         count = int(self.backend.fetch(count_sql, args)[0][0]) if total else None
         return Page(rows, count)
 
+    def destination_emailings(self, account_id: int, ids: set[int]) -> dict[int, int]:
+        """Destination ID -> emailing ID, for those of `ids` that are the account's.
+
+        One query for a whole bulk import, however many destinations it names.
+        """
+        wanted = [i for i in ids if 0 <= i < 2**63]  # no other number is a stored ID
+        if not wanted:
+            return {}
+        params = {"ids": orjson.dumps(wanted).decode(), "account_id": account_id}
+        rows = self.backend.fetch(self.q["destination_emailings"], params)
+        return {int(dest): int(emailing) for dest, emailing in rows}
+
 
 def _now() -> int:
     return int(time.time())

@@ -18,7 +18,7 @@ async def bulk(request: Request) -> Response:
     tz = st.zone(account.timezone)
 
     def load() -> int:
-        events = list(ingest.events_from_ndjson(st.store, account, raw.splitlines(), tz))
+        events = ingest.events_from_ndjson(st.store, account, raw.splitlines(), tz)
         if not events:
             raise InvalidParameter("Request body holds no events")
         st.store.insert_events(events)
