@@ -15,6 +15,7 @@ from tests.helpers import Mailing, mailing
 
 PG_URL = os.environ.get("MAILSTATS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PUBLIC = "http://t.test"
+TEST_BLOCK_BITS = 2
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,12 +66,14 @@ def pg_database() -> Iterator[str]:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: os.PathLike[str]) -> Settings:
-    return load(environ={}, db=db_url, public_url=PUBLIC, spool=os.path.join(tmp_path, "spool"))
+    # blocks of 4 event IDs: every test's few events span many counted blocks
+    spool = os.path.join(tmp_path, "spool")
+    return load(environ={}, db=db_url, public_url=PUBLIC, spool=spool, block_bits=TEST_BLOCK_BITS)
 
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    s = open_store(settings.db)
+    s = open_store(settings.db, block_bits=settings.block_bits)
     yield s
     s.close()
 

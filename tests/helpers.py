@@ -16,7 +16,7 @@ import httpx
 from starlette.testclient import TestClient
 
 from mailstats.kinds import CLICKS, KINDS
-from mailstats.store import Event
+from mailstats.store import Event, Store
 from mailstats.web.app import App
 
 PUBLIC = "http://t.test"
@@ -293,3 +293,17 @@ LOCAL = [
     "2024-07-02 00:00:00",
 ]
 NOON = "2024-07-01 12:00:00"
+
+
+def setup_mailing(
+    store: Store, destinations: int = 3, account_name: str = "acme"
+) -> tuple[int, int, list[int], int]:
+    """(account, emailing, destinations, link) made in the store, to hang events on."""
+    account = store.ensure_account(account_name, "Europe/Amsterdam").id
+    emailing = store.create_emailing(
+        account, subject="s", from_name="f", from_email="f@example.org", html="<a>x</a>",
+        text=None, tags=[], type="mass", links=[(0, 8, "https://shop.example/x")],
+    )  # fmt: skip
+    items = [{"email": f"r{n}@example.org"} for n in range(destinations)]
+    dests = store.create_destinations(account, emailing, items)
+    return account, emailing, dests, store.links(emailing)[0].id

@@ -60,6 +60,7 @@ class Settings:
     rate_burst: int = 60
     access_log: bool = True
     pool_size: int = 10
+    block_bits: int = 13  # a new database counts events in blocks of 2**block_bits IDs
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -155,3 +156,5 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("public_url must start with http:// or https://")
     if settings.workers < 1:
         raise InvalidParameter("workers must be at least 1")
+    if not 0 <= settings.block_bits <= 40:
+        raise InvalidParameter("block_bits must be 0 to 40")

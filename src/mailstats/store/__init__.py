@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailstats.store.base import (
+    BLOCK_BITS,
     Account,
     Destination,
     Emailing,
@@ -30,8 +31,13 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, pool_size: int = 10, migrate: bool = True) -> Store:
-    """Open the database named by `url`: a file path (SQLite) or a postgresql:// URL."""
+def open_store(
+    url: str, *, pool_size: int = 10, migrate: bool = True, block_bits: int = BLOCK_BITS
+) -> Store:
+    """Open the database named by `url`: a file path (SQLite) or a postgresql:// URL.
+
+    `block_bits` sets the size of the counted blocks of event IDs for a new database only.
+    """
     if url.startswith(("postgresql://", "postgres://")):
         from mailstats.store.postgres import PostgresBackend
 
@@ -41,5 +47,5 @@ def open_store(url: str, *, pool_size: int = 10, migrate: bool = True) -> Store:
 
         store = Store(SQLiteBackend(url))
     if migrate:
-        store.backend.migrate()
+        store.backend.migrate(block_bits)
     return store

@@ -15,6 +15,10 @@ from mailstats.kinds import Kind
 
 Row = tuple[Any, ...]
 T = TypeVar("T")
+
+# Events are counted in blocks of 2**BLOCK_BITS IDs (see the event_blocks migration). The
+# figure is kept in meta when a database gets its layout and never changes afterwards.
+BLOCK_BITS = 13
 Params = Sequence[Any] | dict[str, Any]
 
 
@@ -127,11 +131,48 @@ class Backend(abc.ABC):
         """Write events in one transaction; return how many were new."""
 
     @abc.abstractmethod
-    def migrate(self) -> list[str]:
-        """Apply pending migrations; return the names of those applied."""
+    def migrate(self, block_bits: int = BLOCK_BITS) -> list[str]:
+        """Apply pending migrations; return the names of those applied.
+
+        A database without an event layout gets one with blocks of 2**block_bits IDs.
+        """
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    _block_bits: int | None = None
+
+    def block_bits(self) -> int:
+        """How many low bits of an event ID its block leaves out (fixed per database)."""
+        if self._block_bits is None:
+            rows = self.fetch(_BLOCK_BITS_GET)
+            if not rows:
+                raise RuntimeError("The database has no event layout: run `mailstats migrate`")
+            self._block_bits = int(rows[0][0])
+        return self._block_bits
+
+    def _make_layout(self, cur: Cursor, block_bits: int) -> None:
+        """Fix the block size and count the events already stored, once per database.
+
+        Call inside a migration's transaction, with event writers locked out.
+        """
+        row = cur.execute(_BLOCK_BITS_GET).fetchone()
+        if row is not None:
+            self._block_bits = int(row[0])
+            return
+        bits = int(block_bits)
+        if not 0 <= bits <= 40:
+            raise ValueError("block_bits must be 0 to 40")
+        cur.execute("DELETE FROM event_blocks")
+        cur.execute(
+            "INSERT INTO event_blocks"
+            " (account_id, kind, block, emailing_id, n, firsts, min_ts, max_ts)"
+            f" SELECT account_id, kind, id >> {bits}, emailing_id,"
+            " count(*), sum(first), min(ts), max(ts)"
+            f" FROM events GROUP BY account_id, kind, id >> {bits}, emailing_id"
+        )
+        cur.execute(f"INSERT INTO meta (key, value) VALUES ('block_bits', '{bits}')")
+        self._block_bits = bits
 
     def stream(self, sql: str, params: Sequence[Any], id_index: int, size: int) -> Iterator[Row]:
         """Rows of `sql` (which ends in `e.id > ? ORDER BY e.id LIMIT ?`) by keyset paging."""
@@ -145,3 +186,6 @@ class Backend(abc.ABC):
 
     def maintain(self) -> None:  # noqa: B027 - a hook, empty where nothing is needed
         """Periodic upkeep (PostgreSQL creates partitions ahead of time)."""
+
+
+_BLOCK_BITS_GET = "SELECT value FROM meta WHERE key = 'block_bits'"

@@ -13,6 +13,7 @@ import orjson
 
 from mailstats.errors import InvalidParameter, NotFound
 from mailstats.kinds import KINDS, Kind
+from mailstats.store import blocks
 from mailstats.store import events as ev
 from mailstats.store.base import (
     Account,
@@ -284,14 +285,33 @@ class Store:
     def events(
         self, kind: Kind, scope: Scope, flt: ev.Filter, *, start: int, limit: int, total: bool
     ) -> Page[Row]:
-        """One page of `kind` events in ID order, with the total when asked."""
+        """One page of `kind` events in ID order, with the total when asked.
+
+        Where the event_blocks counters can answer (see blocks.py), a page starts at the
+        block that holds its first row and a total adds blocks up.
+        """
         q = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+        counter = (
+            blocks.Counter(self.backend, kind, scope, flt) if blocks.usable(scope, flt) else None
+        )
+        if counter is not None and not counter.countable():
+            counter = None
         rows: list[Row] = []
         if start >= 0 and limit > 0:
-            rows = self.backend.fetch(ev.list_sql(kind, q), [*q.args, limit, start])
+            ranged = flt.begin is not None or flt.end is not None
+            if counter is None or (start == 0 and not ranged):
+                rows = self.backend.fetch(ev.list_sql(kind, q), [*q.args, limit, start])
+            elif (found := counter.locate(start)) is not None:
+                lowest, before = found
+                at = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+                at.add("e.id >= ?", lowest)
+                rows = self.backend.fetch(ev.list_sql(kind, at), [*at.args, limit, start - before])
         count = None
         if total:
-            count = int(self.backend.fetch(ev.count_sql(kind, q), q.args)[0][0])
+            if counter is not None:
+                count = counter.total()
+            else:
+                count = int(self.backend.fetch(ev.count_sql(kind, q), q.args)[0][0])
         return Page(rows, count)
 
     def stream_events(
@@ -313,13 +333,18 @@ class Store:
             q.add("e.ts >= ?", begin)
         if end is not None:
             q.add("e.ts <= ?", end)
-        sql = f"SELECT e.kind, count(*), sum(e.first) FROM events e WHERE {q.where} GROUP BY e.kind"
-        counts = {int(k): (int(t), int(u or 0)) for k, t, u in self.backend.fetch(sql, q.args)}
+        counts = None
+        if scope.emailing_id is not None and scope.destination_id is None:
+            counts = blocks.statistics(self.backend, scope, begin, end)
+        if counts is None:
+            sql = f"SELECT e.kind, count(*), sum(e.first) FROM events e WHERE {q.where} GROUP BY e.kind"
+            counts = {int(k): (int(t), int(u or 0)) for k, t, u in self.backend.fetch(sql, q.args)}
+        # the literal kind lets the planner use the partial index events_retries
         retry_sql = (
             f"SELECT count(*), count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
-            f" AND e.kind = {self.backend.placeholder} AND e.attempts > 1"
+            f" AND e.kind = {int(KINDS['deliveries'].code)} AND e.attempts > 1"
         )
-        retries = self.backend.fetch(retry_sql, [*q.args, KINDS["deliveries"].code])[0]
+        retries = self.backend.fetch(retry_sql, q.args)[0]
         return {
             "counts": {kind.name: counts.get(kind.code, (0, 0)) for kind in KINDS.values()},
             "retries": (int(retries[0]), int(retries[1])),

@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from mailstats.kinds import KINDS
 from mailstats.store import queries
-from mailstats.store.base import Backend, Cursor, Event, Params, Row
+from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.events import INSERT_COLUMNS, event_row
 from mailstats.store.partitions import Partitions
 
@@ -95,8 +95,9 @@ class PostgresBackend(Backend):
         """
         if not events:
             return 0
+        bits = self.block_bits()
         self.partitions.ensure({event.ts for event in events})
-        sql, params = _batch(events)
+        sql, params = _batch(events, bits)
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             # BEGIN, lock and insert go out together, then COMMIT: two round trips
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
@@ -107,12 +108,12 @@ class PostgresBackend(Backend):
             if unseated_ids:  # earlier events arrived late; rare, so one statement each
                 with conn.cursor() as cur:
                     cur.executemany(
-                        "UPDATE events SET first = 0 WHERE id = %s AND ts = %s",
+                        _UNSEAT.format(bits=bits),
                         list(zip(unseated_ids, unseated_ts, strict=True)),
                     )
         return int(new)
 
-    def migrate(self) -> list[str]:
+    def migrate(self, block_bits: int = BLOCK_BITS) -> list[str]:
         """Apply pending migrations, each in a transaction under MIGRATE_LOCK, then maintain."""
         applied = []
         done = self._applied()
@@ -136,6 +137,12 @@ class PostgresBackend(Backend):
                     (entry.name, int(time.time())),
                 )
             applied.append(entry.name)
+        if not self.fetch("SELECT 1 FROM meta WHERE key = 'block_bits'"):
+            with self.transaction() as cur:
+                cur.execute("SET LOCAL lock_timeout = '10min'")
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+                self._make_layout(cur, block_bits)
         self.maintain()
         return applied
 
@@ -187,7 +194,7 @@ _INSERT_TYPES = {
 _FIRST = INSERT_COLUMNS.index("first")
 
 
-def _batch(events: Sequence[Event]) -> tuple[str, list[list[Any]]]:
+def _batch(events: Sequence[Event], bits: int) -> tuple[str, list[list[Any]]]:
     """The statement for this batch and its parameters: one array per column.
 
     Columns that are NULL throughout the batch (those of other kinds) are left out.
@@ -200,11 +207,22 @@ def _batch(events: Sequence[Event]) -> tuple[str, list[list[Any]]]:
             continue
         names.append(name)
         arrays.append(list(columns[i]))
-    return _insert_sql(tuple(names)), arrays
+    return _insert_sql(tuple(names), bits), arrays
+
+
+# An event that lost its `first` flag to an earlier one, and its block's count of flags.
+_UNSEAT = """
+WITH unseated AS (
+    UPDATE events SET first = 0 WHERE id = %s AND ts = %s AND first = 1
+    RETURNING account_id, kind, id >> {bits} AS block, emailing_id
+)
+UPDATE event_blocks b SET firsts = b.firsts - 1 FROM unseated u
+WHERE (b.account_id, b.kind, b.block, b.emailing_id) = (u.account_id, u.kind, u.block, u.emailing_id)
+"""
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(names: tuple[str, ...]) -> str:
+def _insert_sql(names: tuple[str, ...], bits: int) -> str:
     """One statement for a whole batch, its columns passed as binary arrays.
 
     It does what SQLite's insert_events does event by event: a replay (a key already
@@ -213,6 +231,7 @@ def _insert_sql(names: tuple[str, ...]) -> str:
     arriving late takes the flag from the one that held it. IDs are drawn in batch order.
     Replays are found in `event_keys` before inserting (the flags depend on which events
     are new); under EVENTS_LOCK no one else can add a key meanwhile.
+    The batch's counts are added to event_blocks (blocks of 2**bits IDs).
     It returns the count of new events and the (id, ts) of events that lost the flag:
     clearing those here would plan as a join over every partition, so the caller does it.
     """
@@ -238,7 +257,15 @@ WITH batch AS (
     SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END
     FROM fresh f LEFT JOIN won w ON w.n = f.n
     ORDER BY f.n
-    RETURNING id, key, {group}, ts, first
+    RETURNING id, key, {group}, ts, first, account_id, emailing_id
+), counted AS (
+    INSERT INTO event_blocks AS t
+        (account_id, kind, block, emailing_id, n, firsts, min_ts, max_ts)
+    SELECT account_id, kind, id >> {bits}, emailing_id, count(*), sum(first), min(ts), max(ts)
+    FROM added GROUP BY account_id, kind, id >> {bits}, emailing_id
+    ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
+        n = t.n + excluded.n, firsts = t.firsts + excluded.firsts,
+        min_ts = least(t.min_ts, excluded.min_ts), max_ts = greatest(t.max_ts, excluded.max_ts)
 ), keys AS (
     INSERT INTO event_keys (key, event_id, ts) SELECT key, id, ts FROM added
 ), held AS (

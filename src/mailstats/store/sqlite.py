@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 
 from mailstats.store import queries
-from mailstats.store.base import Backend, Cursor, Event, Params, Row
+from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.events import INSERT_COLUMNS, event_row
 
 _PRAGMAS = (
@@ -72,9 +72,12 @@ class SQLiteBackend(Backend):
         """Insert new events; the earliest of each (kind, destination, link) is `first`.
 
         An event that arrives late (a replayed spool) with an earlier time takes the flag
-        over, so `unique` always means the earliest, whatever the order of arrival.
+        over, so `unique` always means the earliest, whatever the order of arrival. The
+        event_blocks counters change in the same transaction.
         """
         new = 0
+        bits = self.block_bits()
+        tallies: dict[tuple[int, int, int, int], list[int]] = {}
         with self._transaction() as cur:
             for event in events:
                 pair = (event.kind.code, event.destination_id, event.link_id)
@@ -84,15 +87,19 @@ class SQLiteBackend(Backend):
                 if cur.rowcount == 0:
                     continue  # a replay of an event already stored
                 new += 1
+                event_id = cur.lastrowid
+                assert event_id is not None
+                _tally(tallies, event, event_id >> bits, 1, int(first), event.ts)
                 if not first:
                     continue
-                event_id = cur.lastrowid
                 if held is not None:
                     cur.execute("UPDATE events SET first = 0 WHERE id = ?", (held[0],))
+                    _tally(tallies, event, held[0] >> bits, 0, -1, held[1])
                 cur.execute(_FIRST_PUT, (*pair, event_id, event.ts))
+            cur.executemany(_BLOCK_ADD, [(*key, *t) for key, t in tallies.items()])
         return new
 
-    def migrate(self) -> list[str]:
+    def migrate(self, block_bits: int = BLOCK_BITS) -> list[str]:
         with self._write_lock:
             self._writer.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
@@ -116,6 +123,8 @@ class SQLiteBackend(Backend):
                     (entry.name, int(time.time())),
                 )
             applied.append(entry.name)
+        with self.transaction() as cur:
+            self._make_layout(cur, block_bits)
         return applied
 
     def close(self) -> None:
@@ -132,6 +141,35 @@ def _statements(script: str) -> list[str]:
 
 _FIRST_GET = "SELECT event_id, ts FROM firsts WHERE kind = ? AND destination_id = ? AND link_id = ?"
 _FIRST_PUT = "INSERT OR REPLACE INTO firsts (kind, destination_id, link_id, event_id, ts) VALUES (?, ?, ?, ?, ?)"
+
+
+_BLOCK_ADD = """
+INSERT INTO event_blocks (account_id, kind, block, emailing_id, n, firsts, min_ts, max_ts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
+    n = n + excluded.n, firsts = firsts + excluded.firsts,
+    min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)
+"""
+
+
+def _tally(
+    tallies: dict[tuple[int, int, int, int], list[int]],
+    event: Event,
+    block: int,
+    n: int,
+    firsts: int,
+    ts: int,
+) -> None:
+    """Add to the counters of `block` for the event's account, kind and emailing."""
+    key = (event.account_id, event.kind.code, block, event.emailing_id)
+    t = tallies.get(key)
+    if t is None:
+        tallies[key] = [n, firsts, ts, ts]
+    else:
+        t[0] += n
+        t[1] += firsts
+        t[2] = min(t[2], ts)
+        t[3] = max(t[3], ts)
 
 
 def _insert_sql() -> str:

@@ -62,7 +62,9 @@ class App:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.owns_store = store is None
-        self.store = store or open_store(settings.db, pool_size=settings.pool_size)
+        self.store = store or open_store(
+            settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits
+        )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         writer = Writer(
             self.store.insert_events,

@@ -1,0 +1,19 @@
+-- Counters kept with every insert: per account, kind, block of IDs (id >> block_bits, fixed
+-- in meta when the layout is made) and emailing, how many events and `first` flags, and the
+-- earliest and latest time. Totals, statistics and deep offsets add whole blocks up instead
+-- of counting rows; a block whose time span straddles a bound is counted row by row.
+CREATE TABLE event_blocks (
+    account_id  INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    block       INTEGER NOT NULL,
+    emailing_id INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    firsts      INTEGER NOT NULL,
+    min_ts      INTEGER NOT NULL,
+    max_ts      INTEGER NOT NULL,
+    PRIMARY KEY (account_id, kind, block, emailing_id)
+) WITHOUT ROWID;
+CREATE INDEX event_blocks_emailing ON event_blocks (emailing_id, kind, block, n, firsts, min_ts, max_ts);
+
+-- Deliveries after a retry are few: statistics find them without reading every delivery.
+CREATE INDEX events_retries ON events (emailing_id, destination_id) WHERE kind = 3 AND attempts > 1;
