@@ -12,9 +12,10 @@ import psycopg
 
 from mailstats.store import Store
 
-DATA = Path(__file__).resolve().parent / "data"
+# BENCH_DATA and BENCH_PG_DATABASE let two runs on one machine keep out of each other's way
+DATA = Path(os.environ.get("BENCH_DATA") or Path(__file__).resolve().parent / "data")
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
-PG_DATABASE = "mailstats_bench"
+PG_DATABASE = os.environ.get("BENCH_PG_DATABASE", "mailstats_bench")
 
 
 @dataclass(frozen=True)

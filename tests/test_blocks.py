@@ -25,12 +25,16 @@ from tests.helpers import setup_mailing, utc
 
 T0 = utc(2024, 5, 1)
 HOUR = 3600
-RECOUNT = """
-SELECT account_id, kind, id >> {bits}, emailing_id, count(*), sum(first), min(ts), max(ts)
-FROM events GROUP BY account_id, kind, id >> {bits}, emailing_id ORDER BY 1, 2, 3, 4
+RETRY = "kind = 3 AND attempts > 1"  # a delivery after more than one attempt
+RECOUNT = f"""
+SELECT account_id, kind, id >> {{bits}}, emailing_id, count(*), sum(first), min(ts), max(ts),
+    sum(CASE WHEN {RETRY} THEN 1 ELSE 0 END),
+    sum(CASE WHEN id IN (SELECT min(id) FROM events WHERE {RETRY} GROUP BY destination_id)
+        THEN 1 ELSE 0 END)
+FROM events GROUP BY account_id, kind, id >> {{bits}}, emailing_id ORDER BY 1, 2, 3, 4
 """
 COUNTERS = """
-SELECT account_id, kind, block, emailing_id, n, firsts, min_ts, max_ts
+SELECT account_id, kind, block, emailing_id, n, firsts, min_ts, max_ts, retries, retried
 FROM event_blocks ORDER BY 1, 2, 3, 4
 """
 
@@ -138,8 +142,9 @@ def test_pages_and_totals_by_blocks_equal_plain_counting(store: Store) -> None:
 
 
 def plain_statistics(store: Store, scope: Scope, begin: int | None, end: int | None) -> Any:
+    """(kind code -> (events, firsts), (retries, retried destinations)) by counting rows."""
     mark = store.backend.placeholder
-    sql = f"SELECT kind, count(*), sum(first) FROM events WHERE account_id = {mark}"
+    sql = f"FROM events WHERE account_id = {mark}"
     args: list[Any] = [scope.account_id]
     if scope.emailing_id is not None:
         sql += f" AND emailing_id = {mark}"
@@ -150,24 +155,32 @@ def plain_statistics(store: Store, scope: Scope, begin: int | None, end: int | N
     if end is not None:
         sql += f" AND ts <= {mark}"
         args.append(end)
-    rows: list[Row] = store.backend.fetch(sql + " GROUP BY kind", args)
-    return {int(k): (int(n), int(f)) for k, n, f in rows}
+    rows: list[Row] = store.backend.fetch(
+        f"SELECT kind, count(*), sum(first) {sql} GROUP BY kind", args
+    )
+    retry = f"SELECT count(*), count(DISTINCT destination_id) {sql} AND {RETRY}"
+    retries = tuple(int(v) for v in store.backend.fetch(retry, args)[0])
+    return {int(k): (int(n), int(f)) for k, n, f in rows}, retries
 
 
 def test_statistics_between_any_bounds_equal_a_recount(store: Store) -> None:
     world = fill(store, seed=19)
     rng = random.Random(23)
     stamps = sorted(e.ts for e in world.sent)
+    retried = 0
     for _ in range(80):
         scope = rng.choice([s for s in world.scopes if s.emailing_id is not None])
         begin = rng.choice([None, rng.choice(stamps), rng.choice(stamps) + 1])
         end = rng.choice([None, rng.choice(stamps), rng.choice(stamps) - 1])
-        got = store.statistics(scope, begin, end)["counts"]
-        want = plain_statistics(store, scope, begin, end)
-        assert {k.code: got[k.name] for k in (CLICKS, IMPRESSIONS, DELIVERIES, ERRORS)} == {
-            code: want.get(code, (0, 0))
-            for code in (CLICKS.code, IMPRESSIONS.code, DELIVERIES.code, ERRORS.code)
+        got = store.statistics(scope, begin, end)
+        want, retries = plain_statistics(store, scope, begin, end)
+        kinds = (CLICKS, IMPRESSIONS, DELIVERIES, ERRORS)
+        assert {k.code: got["counts"][k.name] for k in kinds} == {
+            k.code: want.get(k.code, (0, 0)) for k in kinds
         }, (scope, begin, end)
+        assert got["retries"] == retries, (scope, begin, end)
+        retried += retries[1] > 0
+    assert retried > 20  # most answers had retried destinations to count
 
 
 def test_a_database_without_counters_gets_them_from_its_events(

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from mailstats.kinds import Kind
+from mailstats.kinds import DELIVERIES, Kind
 
 Row = tuple[Any, ...]
 T = TypeVar("T")
@@ -164,11 +164,16 @@ class Backend(abc.ABC):
         if not 0 <= bits <= 40:
             raise ValueError("block_bits must be 0 to 40")
         cur.execute("DELETE FROM event_blocks")
+        cur.execute("DELETE FROM retried")
+        cur.execute(f"INSERT INTO retried (destination_id) SELECT DISTINCT destination_id {_RETRY}")
         cur.execute(
-            "INSERT INTO event_blocks"
-            " (account_id, kind, block, emailing_id, n, firsts, min_ts, max_ts)"
+            "INSERT INTO event_blocks (account_id, kind, block, emailing_id,"
+            " n, firsts, min_ts, max_ts, retries, retried)"
             f" SELECT account_id, kind, id >> {bits}, emailing_id,"
-            " count(*), sum(first), min(ts), max(ts)"
+            " count(*), sum(first), min(ts), max(ts),"
+            f" sum(CASE WHEN kind = {DELIVERIES.code} AND attempts > 1 THEN 1 ELSE 0 END),"
+            f" sum(CASE WHEN id IN (SELECT min(id) {_RETRY} GROUP BY destination_id)"
+            " THEN 1 ELSE 0 END)"
             f" FROM events GROUP BY account_id, kind, id >> {bits}, emailing_id"
         )
         cur.execute(f"INSERT INTO meta (key, value) VALUES ('block_bits', '{bits}')")
@@ -189,3 +194,5 @@ class Backend(abc.ABC):
 
 
 _BLOCK_BITS_GET = "SELECT value FROM meta WHERE key = 'block_bits'"
+# deliveries after more than one attempt
+_RETRY = f"FROM events WHERE kind = {DELIVERIES.code} AND attempts > 1"

@@ -113,10 +113,20 @@ class Counter:
         return None
 
 
+@dataclass
+class Statistics:
+    counts: dict[int, tuple[int, int]]  # kind code -> (events, firsts)
+    retries: tuple[int, int] | None  # (deliveries after a retry, their destinations)
+
+
 def statistics(
     backend: Backend, scope: Scope, begin: int | None, end: int | None
-) -> dict[int, tuple[int, int]] | None:
-    """kind code -> (events, firsts) of an emailing between the bounds; None: count rows."""
+) -> Statistics | None:
+    """An emailing's counts between the bounds; None: count rows instead.
+
+    Retries come from the counters only without bounds: their `unique` counts destinations,
+    and a destination's retries may lie on both sides of a bound.
+    """
     mark = backend.placeholder
     flt = ev.Filter(begin=begin, end=end)
     base = ev.Query(mark, backend.like)
@@ -146,9 +156,15 @@ def statistics(
     if ranged:
         whole.add(inside.where, *inside.args)
     counts: dict[int, tuple[int, int]] = {}
-    sql = f"SELECT kind, sum(n), sum(firsts) FROM event_blocks WHERE {whole.where} GROUP BY kind"
-    for kind, n, firsts in backend.fetch(sql, whole.args):
+    retries = [0, 0]
+    sql = (
+        "SELECT kind, sum(n), sum(firsts), sum(retries), sum(retried)"
+        f" FROM event_blocks WHERE {whole.where} GROUP BY kind"
+    )
+    for kind, n, firsts, retry, retried in backend.fetch(sql, whole.args):
         counts[int(kind)] = (int(n), int(firsts))
+        retries[0] += int(retry)
+        retries[1] += int(retried)
     bits = backend.block_bits()
     for first, last in runs:
         q = ev.Query(mark, backend.like)
@@ -164,7 +180,7 @@ def statistics(
         for kind, n, firsts in backend.fetch(sql, q.args):
             had = counts.get(int(kind), (0, 0))
             counts[int(kind)] = (had[0] + int(n), had[1] + int(firsts or 0))
-    return counts
+    return Statistics(counts, None if ranged else (retries[0], retries[1]))
 
 
 def _overlap(q: ev.Query, flt: ev.Filter) -> None:

@@ -333,21 +333,26 @@ class Store:
             q.add("e.ts >= ?", begin)
         if end is not None:
             q.add("e.ts <= ?", end)
-        counts = None
+        counted = None
         if scope.emailing_id is not None and scope.destination_id is None:
-            counts = blocks.statistics(self.backend, scope, begin, end)
-        if counts is None:
+            counted = blocks.statistics(self.backend, scope, begin, end)
+        if counted is not None:
+            counts = counted.counts
+        else:
             sql = f"SELECT e.kind, count(*), sum(e.first) FROM events e WHERE {q.where} GROUP BY e.kind"
             counts = {int(k): (int(t), int(u or 0)) for k, t, u in self.backend.fetch(sql, q.args)}
-        # the literal kind lets the planner use the partial index events_retries
-        retry_sql = (
-            f"SELECT count(*), count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
-            f" AND e.kind = {int(KINDS['deliveries'].code)} AND e.attempts > 1"
-        )
-        retries = self.backend.fetch(retry_sql, q.args)[0]
+        if counted is not None and counted.retries is not None:
+            retries = counted.retries
+        else:
+            retry_sql = (
+                f"SELECT count(*), count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
+                f" AND e.kind = {int(KINDS['deliveries'].code)} AND e.attempts > 1"
+            )
+            row = self.backend.fetch(retry_sql, q.args)[0]
+            retries = (int(row[0]), int(row[1]))
         return {
             "counts": {kind.name: counts.get(kind.code, (0, 0)) for kind in KINDS.values()},
-            "retries": (int(retries[0]), int(retries[1])),
+            "retries": retries,
         }
 
     def destination_count(self, scope: Scope) -> int:

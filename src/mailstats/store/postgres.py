@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
-from mailstats.kinds import KINDS
+from mailstats.kinds import DELIVERIES, KINDS
 from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.events import INSERT_COLUMNS, event_row
@@ -239,6 +239,19 @@ def _insert_sql(names: tuple[str, ...], bits: int) -> str:
     listed = ", ".join(names)
     values = ", ".join(f"f.{name}" for name in names)
     group = "kind, destination_id, link_id"
+    retry = f"a.kind = {DELIVERIES.code} AND a.attempts > 1"
+    retries, flagged, join = "0, 0", "", ""
+    if "attempts" in names:  # deliveries after a retry; the first for each destination
+        retries = f"count(*) FILTER (WHERE {retry}), count(fl.id)"
+        flagged = f"""
+), retry AS (
+    INSERT INTO retried (destination_id)
+    SELECT DISTINCT a.destination_id FROM added a WHERE {retry}
+    ON CONFLICT DO NOTHING RETURNING destination_id
+), flagged AS (
+    SELECT min(a.id) AS id FROM added a JOIN retry r USING (destination_id)
+    WHERE {retry} GROUP BY a.destination_id"""
+        join = " LEFT JOIN flagged fl USING (id)"
     return f"""
 WITH batch AS (
     SELECT * FROM unnest({arrays}) WITH ORDINALITY AS b({listed}, n)
@@ -257,15 +270,17 @@ WITH batch AS (
     SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END
     FROM fresh f LEFT JOIN won w ON w.n = f.n
     ORDER BY f.n
-    RETURNING id, key, {group}, ts, first, account_id, emailing_id
+    RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts{flagged}
 ), counted AS (
-    INSERT INTO event_blocks AS t
-        (account_id, kind, block, emailing_id, n, firsts, min_ts, max_ts)
-    SELECT account_id, kind, id >> {bits}, emailing_id, count(*), sum(first), min(ts), max(ts)
-    FROM added GROUP BY account_id, kind, id >> {bits}, emailing_id
+    INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id,
+        n, firsts, min_ts, max_ts, retries, retried)
+    SELECT a.account_id, a.kind, a.id >> {bits}, a.emailing_id,
+        count(*), sum(a.first), min(a.ts), max(a.ts), {retries}
+    FROM added a{join} GROUP BY a.account_id, a.kind, a.id >> {bits}, a.emailing_id
     ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
         n = t.n + excluded.n, firsts = t.firsts + excluded.firsts,
-        min_ts = least(t.min_ts, excluded.min_ts), max_ts = greatest(t.max_ts, excluded.max_ts)
+        min_ts = least(t.min_ts, excluded.min_ts), max_ts = greatest(t.max_ts, excluded.max_ts),
+        retries = t.retries + excluded.retries, retried = t.retried + excluded.retried
 ), keys AS (
     INSERT INTO event_keys (key, event_id, ts) SELECT key, id, ts FROM added
 ), held AS (

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 
+from mailstats.kinds import DELIVERIES
 from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.events import INSERT_COLUMNS, event_row
@@ -89,12 +90,17 @@ class SQLiteBackend(Backend):
                 new += 1
                 event_id = cur.lastrowid
                 assert event_id is not None
-                _tally(tallies, event, event_id >> bits, 1, int(first), event.ts)
+                retry = retried = 0
+                if event.kind is DELIVERIES and (event.values[0] or 0) > 1:
+                    retry = 1
+                    cur.execute(_RETRIED_PUT, (event.destination_id,))
+                    retried = cur.rowcount
+                _tally(tallies, event, event_id >> bits, (1, int(first), retry, retried), event.ts)
                 if not first:
                     continue
                 if held is not None:
                     cur.execute("UPDATE events SET first = 0 WHERE id = ?", (held[0],))
-                    _tally(tallies, event, held[0] >> bits, 0, -1, held[1])
+                    _tally(tallies, event, held[0] >> bits, (0, -1, 0, 0), held[1])
                 cur.execute(_FIRST_PUT, (*pair, event_id, event.ts))
             cur.executemany(_BLOCK_ADD, [(*key, *t) for key, t in tallies.items()])
         return new
@@ -143,11 +149,14 @@ _FIRST_GET = "SELECT event_id, ts FROM firsts WHERE kind = ? AND destination_id 
 _FIRST_PUT = "INSERT OR REPLACE INTO firsts (kind, destination_id, link_id, event_id, ts) VALUES (?, ?, ?, ?, ?)"
 
 
+_RETRIED_PUT = "INSERT OR IGNORE INTO retried (destination_id) VALUES (?)"
 _BLOCK_ADD = """
-INSERT INTO event_blocks (account_id, kind, block, emailing_id, n, firsts, min_ts, max_ts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO event_blocks
+    (account_id, kind, block, emailing_id, n, firsts, retries, retried, min_ts, max_ts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
     n = n + excluded.n, firsts = firsts + excluded.firsts,
+    retries = retries + excluded.retries, retried = retried + excluded.retried,
     min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)
 """
 
@@ -156,20 +165,20 @@ def _tally(
     tallies: dict[tuple[int, int, int, int], list[int]],
     event: Event,
     block: int,
-    n: int,
-    firsts: int,
+    add: tuple[int, int, int, int],
     ts: int,
 ) -> None:
-    """Add to the counters of `block` for the event's account, kind and emailing."""
+    """Add (events, firsts, retries, retried) to the counters of `block` for the event's
+    account, kind and emailing, and widen its time span to `ts`."""
     key = (event.account_id, event.kind.code, block, event.emailing_id)
     t = tallies.get(key)
     if t is None:
-        tallies[key] = [n, firsts, ts, ts]
+        tallies[key] = [*add, ts, ts]
     else:
-        t[0] += n
-        t[1] += firsts
-        t[2] = min(t[2], ts)
-        t[3] = max(t[3], ts)
+        for i in range(4):
+            t[i] += add[i]
+        t[4] = min(t[4], ts)
+        t[5] = max(t[5], ts)
 
 
 def _insert_sql() -> str:

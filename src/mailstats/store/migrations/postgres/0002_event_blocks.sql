@@ -11,10 +11,14 @@ CREATE TABLE event_blocks (
     firsts      BIGINT NOT NULL,
     min_ts      BIGINT NOT NULL,
     max_ts      BIGINT NOT NULL,
+    retries     BIGINT NOT NULL DEFAULT 0, -- deliveries after more than one attempt
+    retried     BIGINT NOT NULL DEFAULT 0, -- ... the first of them for their destination
     PRIMARY KEY (account_id, kind, block, emailing_id)
 );
 CREATE INDEX event_blocks_emailing ON event_blocks (emailing_id, kind, block)
     INCLUDE (n, firsts, min_ts, max_ts);
 
--- Deliveries after a retry are few: statistics find them without reading every delivery.
-CREATE INDEX events_retries ON events (emailing_id, destination_id) WHERE kind = 3 AND attempts > 1;
+-- Every destination with a delivery after more than one attempt (for `retried` above).
+CREATE TABLE retried (
+    destination_id BIGINT PRIMARY KEY
+);

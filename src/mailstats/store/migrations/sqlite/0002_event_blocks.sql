@@ -11,9 +11,13 @@ CREATE TABLE event_blocks (
     firsts      INTEGER NOT NULL,
     min_ts      INTEGER NOT NULL,
     max_ts      INTEGER NOT NULL,
+    retries     INTEGER NOT NULL DEFAULT 0, -- deliveries after more than one attempt
+    retried     INTEGER NOT NULL DEFAULT 0, -- ... the first of them for their destination
     PRIMARY KEY (account_id, kind, block, emailing_id)
 ) WITHOUT ROWID;
 CREATE INDEX event_blocks_emailing ON event_blocks (emailing_id, kind, block, n, firsts, min_ts, max_ts);
 
--- Deliveries after a retry are few: statistics find them without reading every delivery.
-CREATE INDEX events_retries ON events (emailing_id, destination_id) WHERE kind = 3 AND attempts > 1;
+-- Every destination with a delivery after more than one attempt (for `retried` above).
+CREATE TABLE retried (
+    destination_id INTEGER PRIMARY KEY
+);
