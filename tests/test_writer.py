@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,9 +164,110 @@ def test_torn_last_line_is_ignored(
     assert stored_user_agents(store, dest[0]) == ["whole"]
 
 
-def test_close_drains_the_queue(store: Store, dest: tuple[int, int, int], tmp_path: Path) -> None:
-    writer = make_writer(store, tmp_path, batch_wait=0.05)
-    futures = [writer._db.submit(click(dest, f"ua-{i}")) for i in range(50)]
-    writer.close()
-    assert all(f.done() and f.exception() is None for f in futures)
+def test_close_on_the_loop_drains_the_open_batch(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
+    """The app closes the writer on its event loop: batches still open are committed."""
+    writer = make_writer(store, tmp_path, batch_wait=60)
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(writer.write(click(dest, f"ua-{i}"))) for i in range(50)]
+        await asyncio.sleep(0)  # every write has joined the open batch
+        writer.close()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
     assert len(stored_user_agents(store, dest[0])) == 50
+
+
+def test_a_cancelled_request_leaves_its_batch_alone(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
+    writer = make_writer(store, tmp_path, batch_wait=0.05, deadline=60)
+
+    async def main() -> list[object]:
+        tasks = [asyncio.ensure_future(writer.write(click(dest, f"ua-{i}"))) for i in range(10)]
+        await asyncio.sleep(0)
+        tasks[3].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        writer.close()
+    assert isinstance(outcomes[3], asyncio.CancelledError)
+    assert outcomes[:3] + outcomes[4:] == [None] * 9
+    # the cancelled request's click was in the batch and is stored with the rest
+    assert sorted(stored_user_agents(store, dest[0])) == sorted(f"ua-{i}" for i in range(10))
+
+
+def test_commits_hold_at_most_batch_max_events(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
+    batches: list[int] = []
+
+    def counting(events: list[Event]) -> int:
+        batches.append(len(events))
+        return store.insert_events(events)
+
+    writer = Writer(counting, tmp_path / "spool", batch_max=10, deadline=60, replay_every=3600)  # type: ignore[arg-type]
+    try:
+        asyncio.run(write_all(writer, [click(dest, f"ua-{i}") for i in range(95)]))
+    finally:
+        writer.close()
+    assert sum(batches) == 95 and max(batches) <= 10
+    assert len(stored_user_agents(store, dest[0])) == 95
+
+
+def test_writes_from_several_event_loops(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
+    writer = make_writer(store, tmp_path, deadline=60)
+    agents = [[f"loop-{n}-{i}" for i in range(50)] for n in range(3)]
+    threads = [
+        threading.Thread(
+            target=lambda names: asyncio.run(write_all(writer, [click(dest, a) for a in names])),
+            args=(names,),
+        )
+        for names in agents
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        writer.close()
+    assert sorted(stored_user_agents(store, dest[0])) == sorted(
+        a for names in agents for a in names
+    )
+
+
+def test_a_failing_commit_spools_the_batch(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
+    def unreachable(events: list[Event]) -> int:
+        raise OSError("the database is unreachable")
+
+    writer = Writer(unreachable, tmp_path / "spool", deadline=60, replay_every=3600)  # type: ignore[arg-type]
+    events = [click(dest, f"ua-{i}") for i in range(20)]
+    try:
+        asyncio.run(write_all(writer, events))  # answered: the events are in the spool
+        writer.write_sync(click(dest, "sync"))
+    finally:
+        writer.close()
+    assert stored_user_agents(store, dest[0]) == []
+    writer.spool.rotate()
+    assert writer.spool.replay(store.insert_events) == 21
+    assert sorted(stored_user_agents(store, dest[0])) == sorted(
+        [*(f"ua-{i}" for i in range(20)), "sync"]
+    )
+
+
+def test_write_sync_commits(store: Store, dest: tuple[int, int, int], tmp_path: Path) -> None:
+    writer = make_writer(store, tmp_path)
+    try:
+        writer.write_sync(click(dest, "sync"))
+        assert stored_user_agents(store, dest[0]) == ["sync"]
+    finally:
+        writer.close()

@@ -1,16 +1,18 @@
 """Group commit for events: many requests, one transaction, and a spool when the database fails.
 
-A request hands its event to the writer and waits. The writer thread gathers events for a
-few milliseconds (or until a batch is full), commits them in one transaction and wakes the
-waiters. When the database fails or misses the deadline, the waiter's event goes to an
+Requests on an event loop add their events to that loop's open batch and await the batch's
+one future. The writer thread takes every open batch as soon as it is free (but starts
+commits at least `batch_wait` apart, so that events gather), commits them in one
+transaction and wakes each batch's loop once. When the commit fails, or a batch is not
+committed within the deadline (counted from its first event), the batch goes to an
 append-only spool file, fsync'd in groups the same way, and the spool is replayed once the
-database answers again. Every event carries a unique key, so a replay never counts twice.
+database answers again. Every event carries a unique key, so a batch both committed and
+spooled is stored once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import fcntl
 import logging
@@ -21,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -31,62 +33,105 @@ from mailstats.store.base import Event
 log = logging.getLogger("mailstats.writer")
 
 _KINDS_BY_CODE = {kind.code: kind for kind in KINDS.values()}
-Item = tuple[Event, concurrent.futures.Future[None]]
+Commit = Callable[[Sequence[Event]], object]
 
 
-class Batcher:
-    """A thread that calls `commit` with groups of events and resolves their futures."""
+class NotStored(RuntimeError):
+    """An event was neither committed nor spooled (the spool itself failed)."""
 
-    def __init__(
-        self, name: str, commit: Callable[[Sequence[Event]], object], size: int, wait: float
-    ) -> None:
-        self._commit = commit
-        self._size = size
-        self._wait = wait
-        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
 
-    def submit(self, event: Event) -> concurrent.futures.Future[None]:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.put((event, future))
-        return future
+class Batch:
+    """Events that travel together, and how their writers learn that they are durable."""
 
-    def close(self) -> None:
-        """Commit what is queued, then stop the thread."""
-        self._queue.put(None)
-        self._thread.join()
+    __slots__ = ("durable", "events", "spooling")
 
-    def _gather(self, first: Item) -> tuple[list[Item], bool]:
-        batch = [first]
-        until = time.monotonic() + self._wait
-        while len(batch) < self._size:
-            try:
-                item = self._queue.get(timeout=max(0.0, until - time.monotonic()))
-            except queue.Empty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.durable = False  # committed or spooled
+        self.spooling = False  # handed to the spool: the database may skip it
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch, stop = self._gather(first)
-            live = [(e, f) for e, f in batch if f.set_running_or_notify_cancel()]
-            try:
-                self._commit([e for e, _ in live])
-            except Exception as exc:  # the waiters fall back to the spool
-                log.warning("commit of %d events failed: %s", len(live), exc)
-                for _, future in live:
-                    future.set_exception(exc)
-            else:
-                for _, future in live:
-                    future.set_result(None)
+    def settle(self, error: BaseException | None) -> None:
+        """Called from a worker thread once the batch is durable (None) or lost (error)."""
+        raise NotImplementedError
+
+
+class _Outcome(asyncio.Future[BaseException | None]):
+    """A batch's outcome, awaited by every request in it.
+
+    Cancelling one waiting request must not cancel the others: the request is cancelled
+    once the batch is settled instead.
+    """
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        return False
+
+
+class LoopBatch(Batch):
+    """A batch written by requests on one event loop."""
+
+    __slots__ = ("deadline", "loop", "outcome")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__([])
+        self.loop = loop
+        self.outcome = _Outcome(loop=loop)
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def settle(self, error: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self.loop.call_soon_threadsafe(self._resolve, error)
+
+    def _resolve(self, error: BaseException | None) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(error)
+            if self.deadline is not None:
+                self.deadline.cancel()
+
+
+class ThreadBatch(Batch):
+    """A batch of one event written by a caller outside any event loop."""
+
+    __slots__ = ("error", "finished")
+
+    def __init__(self, event: Event) -> None:
+        super().__init__([event])
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+    def settle(self, error: BaseException | None) -> None:
+        if not self.finished.is_set():
+            self.error = error
+            self.finished.set()
+
+
+def _run(action: Commit, batches: list[Batch], fallback: Callable[[Batch, Exception], None],
+         name: str) -> None:  # fmt: skip
+    """`action` on the events of `batches` at once; then each batch is settled or falls back."""
+    events = [e for b in batches for e in b.events]
+    try:
+        action(events)
+    except Exception as exc:
+        log.warning("%s: %d events failed: %s", name, len(events), exc)
+        for batch in batches:
+            fallback(batch, exc)
+    else:
+        for batch in batches:
+            batch.durable = True
+            batch.settle(None)
+
+
+def _groups(batches: list[Batch], size: int) -> Iterator[list[Batch]]:
+    """Whole batches in groups of about `size` events."""
+    group: list[Batch] = []
+    count = 0
+    for batch in batches:
+        if group and count + len(batch.events) > size:
+            yield group
+            group, count = [], 0
+        group.append(batch)
+        count += len(batch.events)
+    if group:
+        yield group
 
 
 class Spool:
@@ -191,12 +236,54 @@ def _batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:
         yield batch
 
 
+class Spooler:
+    """A thread that appends queued batches to the spool, many batches per fsync."""
+
+    def __init__(self, spool: Spool, size: int) -> None:
+        self._spool = spool
+        self._size = size
+        self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="mailstats-spool", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: Batch) -> None:
+        if not batch.spooling:
+            batch.spooling = True
+            self._queue.put(batch)
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while (first := self._queue.get()) is not None:
+            batches, count, stop = [first], len(first.events), False
+            while count < self._size and not stop:
+                try:
+                    batch = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if batch is None:
+                    stop = True
+                else:
+                    batches.append(batch)
+                    count += len(batch.events)
+            _run(self._spool.append, batches, _lost, "spool")
+            if stop:
+                return
+
+
+def _lost(batch: Batch, error: Exception) -> None:
+    batch.settle(error)
+
+
 class Writer:
     """Durable writes for the tracking endpoints: database first, spool when it fails."""
 
     def __init__(
         self,
-        commit: Callable[[Sequence[Event]], object],
+        commit: Commit,
         spool_folder: Path,
         *,
         batch_max: int = 1000,
@@ -205,10 +292,20 @@ class Writer:
         replay_every: float = 1.0,
     ) -> None:
         self._commit = commit
+        self._size = batch_max
+        self._wait = batch_wait
         self.deadline = deadline
         self.spool = Spool(spool_folder)
-        self._db = Batcher("mailstats-writer", commit, batch_max, batch_wait)
-        self._spooler = Batcher("mailstats-spool", self.spool.append, batch_max, batch_wait)
+        self._spooler = Spooler(self.spool, batch_max)
+        # What the writer thread takes next: one open batch per event loop, batches that
+        # are full or come from write_sync; guarded by the lock of `_wake`.
+        self._wake = threading.Condition(threading.Lock())
+        self._open: dict[asyncio.AbstractEventLoop, LoopBatch] = {}
+        self._full: list[Batch] = []
+        self._closing = False
+        self._started = -batch_wait  # when the last commit started (monotonic)
+        self._writer = threading.Thread(target=self._loop, name="mailstats-writer", daemon=True)
+        self._writer.start()
         self._stop = threading.Event()
         self._replay_every = replay_every
         self._replayer = threading.Thread(
@@ -218,22 +315,66 @@ class Writer:
 
     async def write(self, event: Event) -> None:
         """Return once the event is committed to the database or fsync'd to the spool."""
-        future = self._db.submit(event)
-        try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.deadline)
-            return
-        except Exception:
-            future.cancel()  # if the writer has not taken it yet, it never will
-        await asyncio.wrap_future(self._spooler.submit(event))
+        loop = asyncio.get_running_loop()
+        with self._wake:
+            batch = self._open.get(loop)
+            if batch is None:
+                batch = self._open[loop] = LoopBatch(loop)
+                self._wake.notify()
+            batch.events.append(event)
+            if len(batch.events) >= self._size:
+                self._full.append(self._open.pop(loop))
+                self._wake.notify()
+        if batch.deadline is None:
+            batch.deadline = loop.call_later(self.deadline, self._overdue, batch)
+        error = await batch.outcome
+        if error is not None:
+            raise NotStored("the event was neither committed nor spooled") from error
 
     def write_sync(self, event: Event) -> None:
         """The blocking twin of `write`, for callers outside the event loop."""
-        future = self._db.submit(event)
-        try:
-            future.result(timeout=self.deadline)
-        except Exception:
-            future.cancel()
-            self._spooler.submit(event).result()
+        batch = ThreadBatch(event)
+        with self._wake:
+            self._full.append(batch)
+            self._wake.notify()
+        if not batch.finished.wait(self.deadline):
+            self._spooler.put(batch)
+            batch.finished.wait()
+        if batch.error is not None:
+            raise NotStored("the event was neither committed nor spooled") from batch.error
+
+    def _overdue(self, batch: LoopBatch) -> None:
+        """On the batch's loop: not committed in time, so it goes to the spool."""
+        if batch.durable:
+            return
+        with self._wake:
+            if self._open.get(batch.loop) is batch:
+                del self._open[batch.loop]  # no event may join once the spool has it
+        self._spooler.put(batch)
+
+    def _take(self) -> list[Batch] | None:
+        """Wait for batches, then take them all; None once closed and drained."""
+        with self._wake:
+            while not (self._open or self._full or self._closing):
+                self._wake.wait()
+            delay = self._started + self._wait - time.monotonic()
+            if delay > 0:  # commits start at least batch_wait apart: events gather
+                self._wake.wait_for(lambda: self._full or self._closing, delay)
+            batches = [*self._full, *self._open.values()]
+            self._full, self._open = [], {}
+            if not batches and self._closing:
+                return None
+        return batches
+
+    def _loop(self) -> None:
+        while (batches := self._take()) is not None:
+            self._started = time.monotonic()
+            live = [b for b in batches if not b.spooling]
+            for group in _groups(live, self._size):
+                _run(self._commit, group, self._failed, "commit")
+
+    def _failed(self, batch: Batch, error: Exception) -> None:
+        self._spooler.put(batch)
 
     def _replay_loop(self) -> None:
         while not self._stop.wait(self._replay_every):
@@ -254,10 +395,13 @@ class Writer:
         return count
 
     def close(self) -> None:
-        """Drain both queues, then try one last replay."""
+        """Commit (or spool) every batch written so far, then try one last replay."""
         self._stop.set()
         self._replayer.join()
-        self._db.close()
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._writer.join()
         self._spooler.close()
         with contextlib.suppress(Exception):
             self.replay_now()
