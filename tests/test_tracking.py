@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -354,3 +356,32 @@ def test_x_forwarded_for_counts_only_from_trusted_proxies(
         if [item["ip"] for item in data] != [recorded]:
             wrong[(trusted, peer, forwarded)] = data
     assert wrong == {}
+
+
+KEYS_SCRIPT = """
+import os
+from mailstats.web.tracking import new_key
+first = new_key()
+read, write = os.pipe()
+if os.fork() == 0:
+    os.write(write, new_key())
+    os._exit(0)
+os.wait()
+print(first.hex(), new_key().hex(), os.read(read, 16).hex())
+"""
+
+
+def test_event_keys_differ_across_processes_and_forks() -> None:
+    """Keys are a per-process prefix and a counter: no two processes may share a prefix."""
+    runs = [
+        subprocess.run([sys.executable, "-c", KEYS_SCRIPT], capture_output=True, text=True,
+                       check=True).stdout.split()
+        for _ in range(2)
+    ]  # fmt: skip
+    keys = [bytes.fromhex(key) for run in runs for key in run]
+    assert all(len(key) == 16 for key in keys)
+    (first, second, child), (other, _, _) = [[bytes.fromhex(k) for k in run] for run in runs]
+    assert first[:10] == second[:10] and first != second  # one process: one prefix, counting
+    assert child[:10] != first[:10]  # a forked child draws its own
+    assert other[:10] != first[:10]  # and so does every new process
+    assert len(set(keys)) == len(keys)
