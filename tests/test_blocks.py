@@ -121,7 +121,7 @@ def reference(store: Store, kind: Any, scope: Scope, flt: Filter, start: int) ->
 
 
 def test_pages_and_totals_by_blocks_equal_plain_counting(store: Store) -> None:
-    world = fill(store, seed=11)
+    world = fill(store, seed=11, batches=60)
     counters_match(store)
     rng = random.Random(5)
     stamps = sorted(e.ts for e in world.sent)

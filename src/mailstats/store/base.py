@@ -118,6 +118,7 @@ class Backend(abc.ABC):
     dialect: str
     placeholder: str
     like: str
+    unindexed: str  # a prefix that keeps the planner from using an index on a column
     queries: dict[str, str]
 
     @abc.abstractmethod

@@ -29,9 +29,14 @@ def usable(scope: Scope, flt: ev.Filter) -> bool:
     return scope.destination_id is None and not flt.conditions
 
 
+# Counter rows are read in groups of 2**FAN blocks first; only the group that holds a
+# page's start, and groups with a straddling block, are read block by block.
+FAN = 6
+
+
 @dataclass(frozen=True)
 class Run:
-    """Consecutive blocks and the matching events in them; `count` None: not known yet."""
+    """Blocks `first` to `last` and their matching events; `count` None: not known yet."""
 
     first: int
     last: int
@@ -47,69 +52,102 @@ class Counter:
         self.scope = scope
         self.flt = flt
         self.bits = backend.block_bits()
-        self._runs: list[Run] | None = None
+        self.ranged = flt.begin is not None or flt.end is not None
 
-    def runs(self) -> list[Run]:
-        """The blocks with matching events in ID order; straddling neighbours share a run."""
-        if self._runs is not None:
-            return self._runs
-        flt, mark = self.flt, self.backend.placeholder
-        inside = _inside(flt, mark)
-        q = ev.Query(mark, self.backend.like)
-        q.args.extend(inside.args)  # the select list's placeholders come first
+    def _rows(self, shift: int, group: int | None = None) -> list[tuple[int, int, bool]]:
+        """(block >> shift, matching events, whether all lie within the time bounds), in
+        order; only the blocks of `group` (a block >> FAN) if given."""
+        inside = _inside(self.flt, self.backend.placeholder)
+        q = self._where()
+        q.args[:0] = inside.args  # the select list's placeholders come first
+        if group is not None:
+            q.add("block >= ?", group << FAN)
+            q.add("block < ?", (group + 1) << FAN)
+        column = "firsts" if self.flt.unique else "n"
+        key = f"block >> {shift}" if shift else "block"
+        sql = (
+            f"SELECT {key}, sum({column}), min(CASE WHEN {inside.where} THEN 1 ELSE 0 END)"
+            f" FROM event_blocks WHERE {q.where} GROUP BY {key} ORDER BY {key}"
+        )
+        return [(int(k), int(n), bool(w)) for k, n, w in self.backend.fetch(sql, q.args)]
+
+    def countable(self) -> bool:
+        """Whether few enough blocks straddle a bound for counting by blocks to pay."""
+        if not self.ranged:
+            return True
+        inside = _inside(self.flt, self.backend.placeholder)
+        q = self._where()
+        q.add(f"NOT ({inside.where})", *inside.args)
+        sql = f"SELECT count(*) FROM event_blocks WHERE {q.where}"
+        return int(self.backend.fetch(sql, q.args)[0][0]) <= MAX_RUNS
+
+    def upper(self) -> int:
+        """An ID above every matching event: the end of the last block that may hold one."""
+        q = self._where()
+        sql = f"SELECT max(block) FROM event_blocks WHERE {q.where}"
+        highest = self.backend.fetch(sql, q.args)[0][0]
+        return (int(highest if highest is not None else -1) + 1) << self.bits
+
+    def _where(self) -> ev.Query:
+        """Counter rows of the scope and kind whose time span meets the filter's."""
+        q = ev.Query(self.backend.placeholder, self.backend.like)
         q.add("account_id = ?", self.scope.account_id)
         if self.scope.emailing_id is not None:
             q.add("emailing_id = ?", self.scope.emailing_id)
         q.add("kind = ?", self.kind.code)
-        _overlap(q, flt)
-        column = "firsts" if flt.unique else "n"
-        sql = (
-            f"SELECT block, sum({column}), min(CASE WHEN {inside.where} THEN 1 ELSE 0 END)"
-            f" FROM event_blocks WHERE {q.where} GROUP BY block ORDER BY block"
-        )
+        _overlap(q, self.flt)
+        return q
+
+    def _blocks(self, group: int) -> Iterator[Run]:
+        """The group's blocks with their counts; straddling neighbours counted as one run."""
         runs: list[Run] = []
-        for block, count, whole in self.backend.fetch(sql, q.args):
+        for block, count, whole in self._rows(0, group):
             if whole:
-                runs.append(Run(block, block, int(count)))
+                runs.append(Run(block, block, count))
             elif runs and runs[-1].count is None:
                 runs[-1] = Run(runs[-1].first, block, None)
             else:
                 runs.append(Run(block, block, None))
-        self._runs = runs
-        return runs
+        for run in runs:
+            yield run if run.count is not None else self._count(run)
 
-    def countable(self) -> bool:
-        """Whether few enough blocks straddle a bound for counting by blocks to pay."""
-        return sum(1 for r in self.runs() if r.count is None) <= MAX_RUNS
+    def _count(self, run: Run) -> Run:
+        """The run with its matching events counted row by row (an index range of IDs)."""
+        b = self.backend
+        q = ev.where(self.kind, self.scope, self.flt, b.placeholder, b.like, f"{b.unindexed}e.ts")
+        q.add("e.id >= ?", run.first << self.bits)
+        q.add("e.id < ?", (run.last + 1) << self.bits)
+        count = int(self.backend.fetch(ev.count_sql(self.kind, q), q.args)[0][0])
+        return Run(run.first, run.last, count)
 
-    def counted(self) -> Iterator[Run]:
-        """The runs with their counts, the straddling ones counted row by row when reached."""
-        for run in self.runs():
-            if run.count is not None:
-                yield run
-                continue
-            q = ev.where(
-                self.kind, self.scope, self.flt, self.backend.placeholder, self.backend.like
-            )
-            q.add("e.id >= ?", run.first << self.bits)
-            q.add("e.id < ?", (run.last + 1) << self.bits)
-            count = int(self.backend.fetch(ev.count_sql(self.kind, q), q.args)[0][0])
-            yield Run(run.first, run.last, count)
+    def _groups(self) -> Iterator[tuple[int, int | None]]:
+        """(group, its count if every block in it lies within the bounds, else None)."""
+        for group, count, whole in self._rows(FAN):
+            yield group, count if whole else None
 
     def total(self) -> int:
-        return sum(run.count or 0 for run in self.counted())
+        total = 0
+        for group, count in self._groups():
+            if count is None:
+                count = sum(run.count or 0 for run in self._blocks(group))
+            total += count
+        return total
 
     def locate(self, start: int) -> tuple[int, int] | None:
-        """(lowest ID of the run holding match number `start`, matches before that run).
+        """(lowest ID of the block or run holding match number `start`, matches before it).
 
         None when there are no more than `start` matches.
         """
         before = 0
-        for run in self.counted():
-            assert run.count is not None
-            if before + run.count > start:
-                return run.first << self.bits, before
-            before += run.count
+        for group, count in self._groups():
+            if count is not None and before + count <= start:
+                before += count
+                continue
+            for run in self._blocks(group):
+                assert run.count is not None
+                if before + run.count > start:
+                    return run.first << self.bits, before
+                before += run.count
         return None
 
 
@@ -168,12 +206,13 @@ def statistics(
     bits = backend.block_bits()
     for first, last in runs:
         q = ev.Query(mark, backend.like)
-        q.add("e.emailing_id = ?", scope.emailing_id)
-        q.add("e.account_id = ?", scope.account_id)
+        # every kind of one range of IDs: read by that range, whatever the planner guesses
+        q.add(f"{backend.unindexed}e.emailing_id = ?", scope.emailing_id)
+        q.add(f"{backend.unindexed}e.account_id = ?", scope.account_id)
         if begin is not None:
-            q.add("e.ts >= ?", begin)
+            q.add(f"{backend.unindexed}e.ts >= ?", begin)
         if end is not None:
-            q.add("e.ts <= ?", end)
+            q.add(f"{backend.unindexed}e.ts <= ?", end)
         q.add("e.id >= ?", first << bits)
         q.add("e.id < ?", (last + 1) << bits)
         sql = f"SELECT e.kind, count(*), sum(e.first) FROM events e WHERE {q.where} GROUP BY e.kind"

@@ -300,12 +300,17 @@ class Store:
         if start >= 0 and limit > 0:
             ranged = flt.begin is not None or flt.end is not None
             if counter is None or (start == 0 and not ranged):
-                rows = self.backend.fetch(ev.list_sql(kind, q), [*q.args, limit, start])
+                sql = ev.skip_sql(kind, q) if start else ev.list_sql(kind, q)
+                rows = self.backend.fetch(sql, [*q.args, limit, start])
             elif (found := counter.locate(start)) is not None:
                 lowest, before = found
-                at = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+                b = self.backend
+                at = ev.where(kind, scope, flt, b.placeholder, b.like, f"{b.unindexed}e.ts")
                 at.add("e.id >= ?", lowest)
-                rows = self.backend.fetch(ev.list_sql(kind, at), [*at.args, limit, start - before])
+                if ranged:
+                    at.add("e.id < ?", counter.upper())
+                sql = ev.skip_sql(kind, at) if start > before else ev.list_sql(kind, at)
+                rows = self.backend.fetch(sql, [*at.args, limit, start - before])
         count = None
         if total:
             if counter is not None:

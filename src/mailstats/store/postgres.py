@@ -52,6 +52,7 @@ class PostgresBackend(Backend):
     dialect = "postgres"
     placeholder = "%s"
     like = "ILIKE"  # SQLite's LIKE ignores ASCII case; PostgreSQL's does not
+    unindexed = ""  # the planner weighs every index well enough (and prunes by ts)
 
     def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
         self.queries = queries.load("postgres")

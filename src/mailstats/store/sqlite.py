@@ -27,6 +27,7 @@ class SQLiteBackend(Backend):
     dialect = "sqlite"
     placeholder = "?"
     like = "LIKE"
+    unindexed = "+"  # before a column: the planner looks for no index on it
 
     def __init__(self, path: str) -> None:
         self.path = path.removeprefix("sqlite:///").removeprefix("sqlite://")
