@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from starlette.testclient import TestClient
 
+from mailstats.errors import InvalidParameter
+from mailstats.ingest import events_from_ndjson
+from mailstats.store import Store
+from mailstats.timefmt import parse_time
 from mailstats.web.app import App
 from tests.helpers import (
     FIELDS,
@@ -226,6 +233,57 @@ def test_bulk_names_the_first_failing_line_whatever_fails_later(
             wrong[n] = (r.status_code, r.text)
     assert wrong == {}
     assert nothing_stored(http, token)
+
+
+def hours_around_clock_changes(tz: ZoneInfo, year: int) -> list[str]:
+    """Local hours ("YYYY-MM-DD HH") from three before to two after each change in `year`."""
+    epoch = int(datetime(year, 1, 1, tzinfo=tz).timestamp()) - 86400
+    hours: set[str] = set()
+    before = datetime.fromtimestamp(epoch, tz).utcoffset()
+    for at in range(epoch, epoch + 366 * 86400, 900):
+        now = datetime.fromtimestamp(at, tz)
+        if now.utcoffset() != before:
+            hours.update(f"{now + timedelta(hours=h):%Y-%m-%d %H}" for h in range(-3, 3))
+        before = now.utcoffset()
+    return sorted(hours)
+
+
+@pytest.mark.backends("sqlite")
+def test_bulk_timestamps_read_as_every_other_time_parameter(store: Store) -> None:
+    """Around clock changes, also those not on the hour or not by an hour, and in hours that
+    do not exist or happen twice, each line's time is parse_time's reading of it."""
+    account = store.ensure_account("acme", "Europe/Amsterdam")
+    emailing = store.create_emailing(
+        account.id, subject="s", from_name="f", from_email="f@example.org", html="<p>",
+        text=None, tags=[], type="mass", links=[],
+    )  # fmt: skip
+    [dest] = store.create_destinations(account.id, emailing, [{"email": "r@example.org"}])
+    zones = [("Europe/Amsterdam", 2024), ("Australia/Lord_Howe", 2024),
+             ("America/St_Johns", 2024), ("Asia/Kathmandu", 1986), ("Pacific/Apia", 2011)]  # fmt: skip
+    seconds = [0, 1, 59, 60, 1799, 1800, 1801, 2700, 3599]
+    wrong = {}
+    for name, year in zones:
+        tz = ZoneInfo(name)
+        hours = hours_around_clock_changes(tz, year)
+        assert len(hours) >= 6, name
+        times = [f"{h[:10]}{sep}{h[11:]}:{s // 60:02d}:{s % 60:02d}"
+                 for h in hours for s in seconds for sep in (" ", "T")]  # fmt: skip
+        lines = [json.dumps({"kind": "deliveries", "destination": dest, "timestamp": t}).encode()
+                 for t in times]  # fmt: skip
+        events = events_from_ndjson(store, account, lines, tz)
+        for t, event in zip(times, events, strict=True):
+            if event.ts != parse_time(t, tz, "timestamp"):
+                wrong[(name, t)] = event.ts
+    assert wrong == {}
+    tz = ZoneInfo("Europe/Amsterdam")
+    for bad in ["2024-07-01 12:60:00", "2024-07-01 24:00:00", "1969-12-31 23:59:59",
+                "2024-13-01 00:00:00", " 2024-07-01 12:00:00x", "2024-07-01 12:00:00.5"]:  # fmt: skip
+        with pytest.raises(InvalidParameter) as raised:
+            parse_time(bad, tz, "timestamp")
+        line = json.dumps({"kind": "deliveries", "destination": dest, "timestamp": bad})
+        with pytest.raises(InvalidParameter) as got:
+            events_from_ndjson(store, account, [line.encode()], tz)
+        assert got.value.message == f"Line 1: {raised.value.message}"
 
 
 def test_bulk_idempotency_keys(http: TestClient, token: str, m: Mailing) -> None:

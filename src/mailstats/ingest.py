@@ -6,6 +6,7 @@ Shared by the HTTP endpoints and the CLI, so both accept exactly the same input.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -22,6 +23,8 @@ from mailstats.timefmt import parse_time
 
 REPORTED = ("deliveries", "errors", "abuses")  # the kinds the pipeline reports
 _REPORTED_KINDS = {name: KINDS[name] for name in REPORTED}
+_CACHE_LIMIT = 100_000  # local hours per zone; about ten years
+_WALL_TIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d", re.ASCII)
 
 
 def event_key(account_id: int, key: object | None) -> bytes:
@@ -69,7 +72,7 @@ def event_from_json(
     if not isinstance(data, Mapping):
         raise InvalidParameter("Each event must be a JSON object")
     emailing_id = store.destination(account.id, destination_id).emailing_id
-    return _event(account.id, kind, emailing_id, destination_id, data, tz, {})
+    return _event(account.id, kind, emailing_id, destination_id, data, _Times(tz))
 
 
 def _event(
@@ -78,16 +81,14 @@ def _event(
     emailing_id: int,
     destination_id: int,
     data: Mapping[str, Any],
-    tz: ZoneInfo,
-    times: dict[str, int],
+    times: _Times,
 ) -> Event:
-    """The event a JSON object describes; `times` caches the timestamps already read."""
+    """The event a JSON object describes."""
     raw_ts = data.get("timestamp")
     if raw_ts is None:
         ts = int(time.time())
     elif isinstance(raw_ts, str):
-        ts = times.get(raw_ts) or parse_time(raw_ts, tz, "timestamp")
-        times[raw_ts] = ts
+        ts = times.read(raw_ts)
     else:
         raise InvalidParameter(
             "Invalid value for parameter 'timestamp': a 'YYYY-MM-DD HH:MM:SS' string"
@@ -97,6 +98,49 @@ def _event(
         values = (1,)
     key = event_key(account_id, data.get("key"))
     return Event(kind, key, ts, account_id, emailing_id, destination_id, 0, values)
+
+
+class _Times:
+    """Timestamps in one zone, as parse_time reads them, each local hour worked out once.
+
+    In an hour whose offset does not change, a time is the hour's start plus its minutes
+    and seconds. Anything else (an hour with a clock change, a time that is malformed or
+    does not exist) goes to parse_time, which also words every error.
+    """
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        # "YYYY-MM-DD HH" -> its start if steady, shared by the requests in this zone
+        self.hours = _STEADY_HOURS.setdefault(tz, {})
+
+    def read(self, value: str) -> int:
+        if _WALL_TIME.fullmatch(value) is not None:
+            hour, minute, second = value[:13], value[14:16], value[17:]
+            try:
+                start = self.hours[hour]
+            except KeyError:
+                start = self._steady_start(hour)
+            if start is not None and minute < "60" and second < "60":
+                return start + int(minute) * 60 + int(second)
+        return parse_time(value, self.tz, "timestamp")
+
+    def _steady_start(self, hour: str) -> int | None:
+        steady: int | None = None
+        try:
+            start = parse_time(f"{hour}:00:00", self.tz, "timestamp")
+            # An offset changes at most once within an hour (as in timefmt), so ends
+            # 3599 s apart mean one offset, and no gap or repeat, throughout.
+            if parse_time(f"{hour}:59:59", self.tz, "timestamp") == start + 3599:
+                steady = start
+        except InvalidParameter:
+            pass  # no such hour: each time of it goes to parse_time for its error
+        if len(self.hours) >= _CACHE_LIMIT:
+            self.hours.clear()
+        self.hours[hour] = steady
+        return steady
+
+
+_STEADY_HOURS: dict[ZoneInfo, dict[str, int | None]] = {}
 
 
 def events_from_ndjson(
@@ -110,14 +154,14 @@ def events_from_ndjson(
     """
     events: list[tuple[int, Event]] = []  # (line number, event), emailings not known yet
     failure: tuple[int, int | None, str] | None = None  # (line, its destination, message)
-    times: dict[str, int] = {}
+    times = _Times(tz)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         dest = None
         try:
             kind, dest, data = _line(line)
-            events.append((number, _event(account.id, kind, 0, dest, data, tz, times)))
+            events.append((number, _event(account.id, kind, 0, dest, data, times)))
         except InvalidParameter as exc:
             failure = (number, dest, exc.message)
             break
