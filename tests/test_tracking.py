@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 from starlette.testclient import TestClient
 
 from mailstats.settings import Settings
@@ -356,6 +358,29 @@ def test_x_forwarded_for_counts_only_from_trusted_proxies(
         if [item["ip"] for item in data] != [recorded]:
             wrong[(trusted, peer, forwarded)] = data
     assert wrong == {}
+
+
+def test_concurrent_clicks_on_new_destinations_each_get_their_own_redirect(
+    app: App, http: TestClient, token: str
+) -> None:
+    """Lookups of destinations not yet cached are answered many at once, each to its request."""
+    emailing = make_emailing(http, token, '<a href="https://shop.example/?n={$profile.n}">x</a>')
+    items = [{"email": f"r{i}@example.org", "fields": {"n": str(i)}} for i in range(60)]
+    paths = [
+        click_paths(http, token, dest)[0]
+        for dest in add_destinations(http, token, emailing, *items)
+    ]
+
+    async def all_at_once() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC) as client:
+            return await asyncio.gather(*(client.get(path) for path in paths))
+
+    answers = asyncio.run(all_at_once())
+    assert [(r.status_code, r.headers["location"]) for r in answers] == [
+        (302, f"https://shop.example/?n={i}") for i in range(60)
+    ]
+    assert clicks_total(http, token) == 60
 
 
 KEYS_SCRIPT = """

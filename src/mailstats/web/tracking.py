@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
+import contextlib
 import ipaddress
 import itertools
 import os
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from starlette.types import Receive, Scope, Send
@@ -38,9 +40,6 @@ _METHODS = {
     allow: frozenset(allow.decode().split(", ")) for allow in (b"GET, HEAD", b"GET, HEAD, POST")
 }
 _MAX_UA = 1024
-# Destination and link lookups that miss the cache: a plain thread pool (one per process)
-# costs a quarter of the CPU of anyio's to_thread per call.
-_LOOKUPS = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="mailstats-lookup")
 _REDIRECT = [(b"content-length", b"0"), *_NO_CACHE]  # a 302's headers after the location
 
 
@@ -76,6 +75,80 @@ class EventKeys:
 
 new_key = EventKeys()
 os.register_at_fork(after_in_child=new_key.reseed)
+
+T = TypeVar("T")
+_Call = tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
+class Lookups:
+    """Blocking store lookups off the event loop, for the cache misses of the tracking paths.
+
+    Most clicks name a destination seen for the first time, so this is the common path. A
+    few threads each take up to `take` waiting calls at once and wake the loop once for
+    all of them: a fraction of the cost of a thread hand-off per call. Several threads
+    keep a database with network round trips busy in parallel.
+    """
+
+    def __init__(self, threads: int = 4, take: int = 16) -> None:
+        self._size = threads
+        self._take = take
+        self._wake = threading.Condition(threading.Lock())
+        self._waiting: list[_Call] = []
+        self._threads: list[threading.Thread] = []
+
+    async def call(self, func: Callable[..., T], *args: Any) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._wake:
+            if not self._threads:
+                self._start()
+            self._waiting.append((future, func, args))
+            self._wake.notify()
+        return await future
+
+    def _start(self) -> None:
+        for n in range(self._size):
+            thread = threading.Thread(target=self._run, name=f"mailstats-lookup-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._waiting:
+                    self._wake.wait()
+                calls, self._waiting = self._waiting[: self._take], self._waiting[self._take :]
+                if self._waiting:
+                    self._wake.notify()  # more than one take: another thread helps
+            done: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
+            for future, func, args in calls:
+                try:
+                    outcome: tuple[Any, ...] = (future, func(*args), None)
+                except Exception as exc:
+                    outcome = (future, None, exc)
+                done.setdefault(future.get_loop(), []).append(outcome)
+            for loop, outcomes in done.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(_resolve, outcomes)
+
+    def forget_threads(self) -> None:
+        """In a forked child: the parent's threads do not exist here."""
+        self._threads = []
+        self._waiting = []
+        self._wake = threading.Condition(threading.Lock())
+
+
+def _resolve(outcomes: list[tuple[Any, ...]]) -> None:
+    for future, result, error in outcomes:
+        if future.done():
+            continue  # its request was cancelled
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+_LOOKUPS = Lookups()
+os.register_at_fork(after_in_child=_LOOKUPS.forget_threads)
 
 
 async def _plain(
@@ -137,16 +210,16 @@ class Tracker:
     async def _destination(self, dest_id: int) -> tuple[int, int, dict[str, Any]] | None:
         if len(self._dests) > _CACHE_LIMIT:
             self._dests.clear()
-        dest = self._dests[dest_id] = await asyncio.get_running_loop().run_in_executor(
-            _LOOKUPS, self.st.store.tracking_destination, dest_id
+        dest = self._dests[dest_id] = await _LOOKUPS.call(
+            self.st.store.tracking_destination, dest_id
         )
         return dest
 
     async def _link(self, link_id: int, emailing_id: int) -> str | None:
         if len(self._links) > _CACHE_LIMIT:
             self._links.clear()
-        url = self._links[link_id, emailing_id] = await asyncio.get_running_loop().run_in_executor(
-            _LOOKUPS, self.st.store.tracking_link, link_id, emailing_id
+        url = self._links[link_id, emailing_id] = await _LOOKUPS.call(
+            self.st.store.tracking_link, link_id, emailing_id
         )
         return url
 
