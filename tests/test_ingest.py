@@ -136,6 +136,7 @@ def bad_lines(m: Mailing, stranger: Mailing) -> list[tuple[bytes, str]]:
         (line(kind="deliveries", destination=-1), "'destination' must be a destination ID"),
         (line(kind="deliveries", destination=True), "'destination' must be a destination ID"),
         (line(kind="deliveries", destination=1.5), "'destination' must be a destination ID"),
+        (line(kind="deliveries", destination="\u00b2"), "'destination' must be a destination ID"),
         (line(kind="deliveries", destination=999999), "No entity with supplied ID"),
         (line(kind="errors", destination=stranger.destinations[0]), "No entity with supplied ID"),
         (line(kind="deliveries", destination=d, attempts="x"), "'attempts'"),

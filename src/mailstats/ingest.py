@@ -195,7 +195,7 @@ def _line(line: bytes) -> tuple[Kind, int, dict[str, Any]]:
     if kind is None:
         raise InvalidParameter(f"'kind' must be one of {', '.join(REPORTED)}")
     dest = data.get("destination")
-    if isinstance(dest, bool) or not isinstance(dest, int | str) or not str(dest).isdigit():
+    if isinstance(dest, bool) or not isinstance(dest, int | str) or not str(dest).isdecimal():
         raise InvalidParameter("'destination' must be a destination ID")
     return kind, int(dest), data
 
