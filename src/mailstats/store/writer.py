@@ -1,13 +1,12 @@
 """Group commit for events: many requests, one transaction, and a spool when the database fails.
 
 Requests on an event loop add their events to that loop's open batch and await the batch's
-one future. The writer thread takes every open batch as soon as it is free (but starts
-commits at least `batch_wait` apart, so that events gather), commits them in one
-transaction and wakes each batch's loop once. When the commit fails, or a batch is not
-committed within the deadline (counted from its first event), the batch goes to an
-append-only spool file, fsync'd in groups the same way, and the spool is replayed once the
-database answers again. Every event carries a unique key, so a batch both committed and
-spooled is stored once.
+one future. The writer thread takes every open batch once it is free and the batch has
+gathered events for `batch_wait` (or is full), commits them in one transaction and wakes
+each batch's loop once. When the commit fails, or a batch is not committed within the
+deadline (counted from its first event), the batch goes to an append-only spool file,
+fsync'd in groups the same way, and the spool is replayed once the database answers again.
+Every event carries a unique key, so a batch both committed and spooled is stored once.
 """
 
 from __future__ import annotations
@@ -69,12 +68,13 @@ class _Outcome(asyncio.Future[BaseException | None]):
 class LoopBatch(Batch):
     """A batch written by requests on one event loop."""
 
-    __slots__ = ("deadline", "loop", "outcome")
+    __slots__ = ("deadline", "loop", "opened", "outcome")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__([])
         self.loop = loop
         self.outcome = _Outcome(loop=loop)
+        self.opened = time.monotonic()
         self.deadline: asyncio.TimerHandle | None = None
 
     def settle(self, error: BaseException | None) -> None:
@@ -303,7 +303,6 @@ class Writer:
         self._open: dict[asyncio.AbstractEventLoop, LoopBatch] = {}
         self._full: list[Batch] = []
         self._closing = False
-        self._started = -batch_wait  # when the last commit started (monotonic)
         self._writer = threading.Thread(target=self._loop, name="mailstats-writer", daemon=True)
         self._writer.start()
         self._stop = threading.Event()
@@ -357,8 +356,11 @@ class Writer:
         with self._wake:
             while not (self._open or self._full or self._closing):
                 self._wake.wait()
-            delay = self._started + self._wait - time.monotonic()
-            if delay > 0:  # commits start at least batch_wait apart: events gather
+            if self._open and not (self._full or self._closing):
+                # events gather for batch_wait after the first; under steady load the
+                # last commit took longer than that, and the batch goes at once
+                opened = min(batch.opened for batch in self._open.values())
+                delay = opened + self._wait - time.monotonic()
                 self._wake.wait_for(lambda: self._full or self._closing, delay)
             batches = [*self._full, *self._open.values()]
             self._full, self._open = [], {}
@@ -368,7 +370,6 @@ class Writer:
 
     def _loop(self) -> None:
         while (batches := self._take()) is not None:
-            self._started = time.monotonic()
             live = [b for b in batches if not b.spooling]
             for group in _groups(live, self._size):
                 _run(self._commit, group, self._failed, "commit")
