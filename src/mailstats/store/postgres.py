@@ -244,14 +244,15 @@ def _insert_sql(names: tuple[str, ...], bits: int) -> str:
     retries, flagged, join = "0, 0", "", ""
     if "attempts" in names:  # deliveries after a retry; the first for each destination
         retries = f"count(*) FILTER (WHERE {retry}), count(fl.id)"
+        # the statement's snapshot shows `retried` as it was before it: no join on RETURNING
+        # rows (whose row counts the planner cannot know)
         flagged = f"""
-), retry AS (
-    INSERT INTO retried (destination_id)
-    SELECT DISTINCT a.destination_id FROM added a WHERE {retry}
-    ON CONFLICT DO NOTHING RETURNING destination_id
 ), flagged AS (
-    SELECT min(a.id) AS id FROM added a JOIN retry r USING (destination_id)
-    WHERE {retry} GROUP BY a.destination_id"""
+    SELECT min(a.id) AS id, a.destination_id FROM added a
+    WHERE {retry} AND NOT EXISTS (SELECT FROM retried r WHERE r.destination_id = a.destination_id)
+    GROUP BY a.destination_id
+), retry AS (
+    INSERT INTO retried (destination_id) SELECT destination_id FROM flagged"""
         join = " LEFT JOIN flagged fl USING (id)"
     return f"""
 WITH batch AS (
