@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from mailstats.kinds import CLICKS, DELIVERIES
-from mailstats.store import Event, Filter, Scope, Store, open_store
+from mailstats.store import Event, Filter, Scope, Store, open_store, postgres
 from mailstats.store import events as ev
 from mailstats.store.partitions import month_of, month_start, partition_name
 from mailstats.store.postgres import PostgresBackend
@@ -400,3 +400,17 @@ def test_a_silent_server_fails_fast() -> None:
             assert time.monotonic() - began < 5
         finally:
             store.close()
+
+
+def test_a_connection_idle_for_a_while_is_checked_before_use(
+    pg: Store, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "RECENTLY_USED", 0.3)
+    assert pg.backend.fetch("SELECT 1") == [(1,)]
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # as a server restart would
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    time.sleep(0.5)
+    assert pg.backend.fetch("SELECT 1") == [(1,)]  # the check found it dead and replaced it
