@@ -1,8 +1,11 @@
 """Measurement 7: bulk NDJSON import (POST ms/events) against the database's own bulk path.
 
-The ceiling writes the same rows (as Store.insert_events would make them) into a scratch
-table with the columns and indexes of `events`, empty at the start, in transactions of the
-same size as the POSTs: PostgreSQL COPY, or SQLite executemany.
+The ceiling writes the same rows (as Store.insert_events would make them, with keys of their
+own) into `events` itself, in transactions of the same size as the POSTs: PostgreSQL COPY, or
+SQLite executemany; then deletes them again. It skips what the import does besides: the
+`first` flags, idempotency, the counters. The table is the real one, with its millions of
+rows: random keys and destinations land in indexes far larger than any cache, which an empty
+scratch table would hide.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from mailstats.store import Event, Store
 from mailstats.store.events import INSERT_COLUMNS, event_row
 
 GOAL = 0.50
-SCRATCH = "bench_scratch"
+# as the store's own connections have them
+_SQLITE_PRAGMAS = ("journal_mode = WAL", "synchronous = FULL", "busy_timeout = 10000",
+                   "cache_size = -65536")  # fmt: skip
 HARD_BOUNCE = ("5.1.1", "550", "550 5.1.1 <r@example.com>: Recipient address rejected", "hard")
 
 
@@ -64,60 +69,54 @@ def _post_all(api: Api, lines: list[bytes], size: int) -> tuple[int, float]:
 
 
 def _copy_postgres(store: Store, rows: list[tuple], size: int) -> float:
-    columns = ", ".join(("id", *INSERT_COLUMNS))
+    columns = ", ".join(INSERT_COLUMNS)
     with store.backend.pool.connection() as conn:  # type: ignore[attr-defined]
-        conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
-        conn.execute(f"CREATE TABLE {SCRATCH} (LIKE events INCLUDING INDEXES)")
+        last = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         try:
             t0 = time.perf_counter()
-            for at, batch in enumerate(_batches(rows, size)):
+            for batch in _batches(rows, size):
                 with (
                     conn.transaction(),
-                    conn.cursor().copy(f"COPY {SCRATCH} ({columns}) FROM STDIN") as copy,
+                    conn.cursor().copy(f"COPY events ({columns}) FROM STDIN") as copy,
                 ):
-                    for n, row in enumerate(batch, at * size + 1):
-                        copy.write_row((n, *row))
+                    for row in batch:
+                        copy.write_row(row)
             return time.perf_counter() - t0
         finally:
-            conn.execute(f"DROP TABLE {SCRATCH}")
-
-
-def _sqlite_scratch(conn: sqlite3.Connection) -> None:
-    found = conn.execute(
-        "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND sql IS NOT NULL"
-        " ORDER BY type DESC"  # the table before its indexes
-    ).fetchall()
-    for (sql,) in found:
-        sql = sql.replace("TABLE events", f"TABLE {SCRATCH}", 1)
-        conn.execute(sql.replace("INDEX events_", f"INDEX {SCRATCH}_").replace(
-            " ON events ", f" ON {SCRATCH} "))  # fmt: skip
+            with conn.transaction():
+                conn.execute("DELETE FROM events WHERE id > %s", (last,))
 
 
 def _insert_sqlite(path: str, rows: list[tuple], size: int) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
-    sql = (f"INSERT INTO {SCRATCH} ({', '.join(INSERT_COLUMNS)})"
+    sql = (f"INSERT INTO events ({', '.join(INSERT_COLUMNS)})"
            f" VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})")  # fmt: skip
     try:
-        for pragma in ("journal_mode = WAL", "synchronous = FULL", "busy_timeout = 10000"):
+        for pragma in _SQLITE_PRAGMAS:
             conn.execute(f"PRAGMA {pragma}")
-        conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
-        _sqlite_scratch(conn)
-        t0 = time.perf_counter()
-        for batch in _batches(rows, size):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, batch)
-            conn.execute("COMMIT")
-        return time.perf_counter() - t0
+        last = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        try:
+            t0 = time.perf_counter()
+            for batch in _batches(rows, size):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(sql, batch)
+                conn.execute("COMMIT")
+            return time.perf_counter() - t0
+        finally:
+            conn.execute("DELETE FROM events WHERE id > ?", (last,))
     finally:
-        conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
         conn.close()
 
 
 def measure(api: Api, store: Store, data: DataSet, scale: Scale, backend: str) -> list[Result]:
-    rng, run = random.Random(11), f"import-{time.time_ns()}"
+    run = f"import-{time.time_ns()}"
+    rng = random.Random(11)
     pairs = [_item(data, rng, n, run) for n in range(scale.import_events)]
     lines = [orjson.dumps(item) for item, _ in pairs]
-    rows = [event_row(event, 0) for _, event in pairs]
+    # the same events with keys of their own: the imported ones hold theirs now
+    rng = random.Random(11)
+    again = [_item(data, rng, n, f"{run}-ceiling") for n in range(len(lines))]
+    rows = [event_row(event, 0) for _, event in again]
     created, seconds = _post_all(api, lines, scale.import_batch)
     if backend == "postgres":
         ceiling = _copy_postgres(store, rows, scale.import_batch)
@@ -126,7 +125,7 @@ def measure(api: Api, store: Store, data: DataSet, scale: Scale, backend: str) -
     how = "COPY" if backend == "postgres" else "executemany"
     note = (
         f"{len(lines):,} deliveries and errors, {scale.import_batch:,} per POST, {created:,}"
-        f" created; ceiling: {how} of the same rows in transactions of the same size"
+        f" created; ceiling: {how} of the same rows into events, transactions of the same size"
     )
     return [Result("import_ndjson", backend, len(lines) / seconds, "events/s",
                    len(rows) / ceiling, Goal("ratio", ">=", GOAL), note)]  # fmt: skip
