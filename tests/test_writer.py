@@ -76,21 +76,32 @@ async def write_all(writer: Writer, events: list[Event]) -> None:
     await asyncio.gather(*(writer.write(e) for e in events))
 
 
-def test_concurrent_writes_are_committed_in_batches(
-    store: Store, dest: tuple[int, int, int], tmp_path: Path
-) -> None:
+def batch_sizes(
+    store: Store, dest: tuple[int, int, int], spool: Path, n: int, **options: float
+) -> list[int]:
+    """Write n clicks at once through a Writer; the sizes of the batches it committed.
+
+    The deadline is one no commit misses on a busy machine: these tests are about
+    grouping, not spooling.
+    """
     batches: list[int] = []
 
     def counting(events: list[Event]) -> int:
         batches.append(len(events))
         return store.insert_events(events)
 
-    # a deadline no commit misses on a busy machine: this test is about grouping, not spooling
-    writer = Writer(counting, tmp_path / "spool", batch_wait=0.01, deadline=60, replay_every=3600)  # type: ignore[arg-type]
+    writer = Writer(counting, spool, deadline=60, replay_every=3600, **options)  # type: ignore[arg-type]
     try:
-        asyncio.run(write_all(writer, [click(dest, f"ua-{i}") for i in range(300)]))
+        asyncio.run(write_all(writer, [click(dest, f"ua-{i}") for i in range(n)]))
     finally:
         writer.close()
+    return batches
+
+
+def test_concurrent_writes_are_committed_in_batches(
+    store: Store, dest: tuple[int, int, int], tmp_path: Path
+) -> None:
+    batches = batch_sizes(store, dest, tmp_path / "spool", 300, batch_wait=0.01)
     assert sorted(stored_user_agents(store, dest[0])) == sorted(f"ua-{i}" for i in range(300))
     assert sum(batches) == 300
     assert len(batches) < 300 / 5  # grouped, not one commit per event
@@ -204,17 +215,7 @@ def test_a_cancelled_request_leaves_its_batch_alone(
 def test_commits_hold_at_most_batch_max_events(
     store: Store, dest: tuple[int, int, int], tmp_path: Path
 ) -> None:
-    batches: list[int] = []
-
-    def counting(events: list[Event]) -> int:
-        batches.append(len(events))
-        return store.insert_events(events)
-
-    writer = Writer(counting, tmp_path / "spool", batch_max=10, deadline=60, replay_every=3600)  # type: ignore[arg-type]
-    try:
-        asyncio.run(write_all(writer, [click(dest, f"ua-{i}") for i in range(95)]))
-    finally:
-        writer.close()
+    batches = batch_sizes(store, dest, tmp_path / "spool", 95, batch_max=10)
     assert sum(batches) == 95 and max(batches) <= 10
     assert len(stored_user_agents(store, dest[0])) == 95
 
