@@ -36,7 +36,7 @@ def _env_for_workers(settings: Settings) -> None:
         "db": settings.db, "host": settings.host, "port": settings.port,
         "public_url": settings.public_url, "timezone": settings.timezone,
         "spool": str(settings.spool_path), "rate_limit": settings.rate_limit,
-        "commit_deadline_ms": settings.commit_deadline_ms,
+        "commit_deadline_ms": settings.commit_deadline_ms, "access_log": settings.access_log,
         "trusted_proxies": ",".join(str(n) for n in settings.trusted_proxies),
     }.items():  # fmt: skip
         os.environ[f"MAILSTATS_{name.upper()}"] = str(value)
@@ -66,14 +66,15 @@ def serve(**flags: Any) -> None:
     flags["trusted_proxies"] = flags["trusted_proxies"] or None
     settings = load_settings(**flags)
     open_db(settings).close()  # migrate once, before any worker starts
-    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     click.echo(
         f"mailstats on http://{settings.host}:{settings.port}  (database {settings.db})", err=True
     )
+    # the app writes the access log itself (mailstats.access): uvicorn's line per request,
+    # with its filter, cost more than a whole redirect
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "proxy_headers": False,
-              "server_header": False, "access_log": settings.access_log,
-              "log_config": _log_config()}  # fmt: skip
+              "server_header": False, "access_log": False,
+              "log_config": _log_config(settings.access_log)}  # fmt: skip
     # uvicorn drains, then raises the captured signal again; a no-op handler lets a clean
     # SIGTERM shutdown end with exit status 0 instead of "killed by SIGTERM".
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -89,11 +90,28 @@ def serve(**flags: Any) -> None:
         uvicorn.run(create_app(settings), **common)
 
 
-def _log_config() -> dict[str, Any]:
+def _log_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging configuration (applied in every worker process too), with
+    mailstats' own loggers; `access_log` False keeps the access lines out."""
     config: dict[str, Any] = dict(uvicorn.config.LOGGING_CONFIG)
     config["filters"] = {"redact": {"()": "mailstats.cli.serve.RedactTokens"}}
+    config["formatters"] = {
+        **config["formatters"],
+        "mailstats": {"format": "%(levelname)s %(name)s: %(message)s"},
+    }
     config["handlers"] = {
-        name: {**handler, "filters": ["redact"]} for name, handler in config["handlers"].items()
+        **{name: {**h, "filters": ["redact"]} for name, h in config["handlers"].items()},
+        "mailstats": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "mailstats",
+            "filters": ["redact"],
+        },
+    }
+    config["loggers"] = {
+        **config["loggers"],
+        "mailstats": {"handlers": ["mailstats"], "level": "INFO", "propagate": False},
+        "mailstats.access": {"level": "INFO" if access_log else "WARNING"},
     }
     return config
 

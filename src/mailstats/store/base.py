@@ -9,9 +9,13 @@ import abc
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from mailstats.kinds import DELIVERIES, Kind
+
+if TYPE_CHECKING:
+    from mailstats.store.capture import CaptureLog
+    from mailstats.store.derive import Derived
 
 Row = tuple[Any, ...]
 T = TypeVar("T")
@@ -130,6 +134,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def insert_events(self, events: Sequence[Event]) -> int:
         """Write events in one transaction; return how many were new."""
+
+    @property
+    @abc.abstractmethod
+    def capture(self) -> CaptureLog:
+        """The log that tracking hits are appended to before their answer."""
+
+    @abc.abstractmethod
+    def derive(self, limit: int) -> Derived:
+        """Move about `limit` events from the capture log into `events`, in one step."""
+
+    @abc.abstractmethod
+    def indexer_role(self) -> bool:
+        """Whether this process is (or has just become) the database's one indexer."""
 
     @abc.abstractmethod
     def migrate(self, block_bits: int = BLOCK_BITS) -> list[str]:

@@ -27,6 +27,8 @@ from mailstats.store.base import (
     Scope,
     TokenInfo,
 )
+from mailstats.store.capture import Backlog
+from mailstats.store.derive import BATCH, Derived
 
 T = TypeVar("T")
 
@@ -261,14 +263,29 @@ class Store:
         row = self._one("destination_for_tracking", {"id": destination_id})
         return (row[0], row[1], orjson.loads(row[2])) if row else None
 
-    def tracking_link(self, link_id: int, emailing_id: int) -> str | None:
-        row = self._one("link_for_tracking", {"id": link_id, "emailing_id": emailing_id})
-        return str(row[0]) if row else None
+    def tracking_link(self, link_id: int) -> tuple[int, str] | None:
+        """(emailing, URL) of a link, for the click endpoint."""
+        row = self._one("link_by_id", {"id": link_id})
+        return (int(row[0]), str(row[1])) if row else None
 
     # -- events --------------------------------------------------------------------------
 
     def insert_events(self, events: Sequence[Event]) -> int:
+        """Store events at once (derived in the caller's call); return how many were new."""
         return self.backend.insert_events(events) if events else 0
+
+    def capture_events(self, events: Sequence[Event]) -> None:
+        """Append a batch to the capture log; the indexer derives it a moment later."""
+        if events:
+            self.backend.capture.append(events)
+
+    def backlog(self) -> Backlog:
+        """What is captured and not derived yet."""
+        return self.backend.capture.backlog()
+
+    def derive(self, limit: int = BATCH) -> Derived:
+        """One derive step on the calling thread (what the indexer does in a loop)."""
+        return self.backend.derive(limit)
 
     def event_id(self, key: bytes) -> int | None:
         """The ID of the stored event with this key."""

@@ -78,6 +78,25 @@ class Partitions:
         if not months <= self._known:
             self._make(sorted(months), window=True)
 
+    def cover(self, timestamps: Iterable[int]) -> bool:
+        """Whether every month these timestamps fall in has its partition (cached: no query
+        once loaded). A month outside the window counts as covered: its rows go to the
+        default partition."""
+        now = month_of(time.time())
+        with self._mutex:
+            self._load()
+            for ts in timestamps:
+                try:
+                    month = month_of(ts)
+                except (OverflowError, OSError, ValueError):
+                    continue
+                if month in self._known or not now - _WINDOW_PAST <= month <= now + _WINDOW_FUTURE:
+                    continue
+                if time.monotonic() < self._retry_at.get(month, 0.0):
+                    continue  # could not be made a moment ago: the default partition takes it
+                return False
+        return True
+
     def known(self) -> set[int]:
         with self._mutex:
             self._load()

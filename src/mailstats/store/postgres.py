@@ -25,6 +25,8 @@ from psycopg_pool import ConnectionPool
 from mailstats.kinds import DELIVERIES, KINDS
 from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
+from mailstats.store.capture import PostgresCapture
+from mailstats.store.derive import Derived, resolve
 from mailstats.store.events import INSERT_COLUMNS, event_row
 from mailstats.store.partitions import Partitions
 
@@ -33,6 +35,7 @@ log = logging.getLogger("mailstats.store")
 # Advisory lock keys: any constants, as long as nothing else in the database uses them.
 EVENTS_LOCK = 0x6D730001  # held by every transaction that writes `events`
 MIGRATE_LOCK = 0x6D730002  # held while a migration is applied
+INDEXER_LOCK = 0x6D730003  # held (per session) by the one process that derives
 
 # Connection settings unless the URL says otherwise: an unreachable server fails a connect
 # or a query within seconds instead of hanging (the writer spools after 250 ms anyway).
@@ -50,6 +53,21 @@ _CONNECT_DEFAULTS = {
 RECENTLY_USED = 2.0
 # Also per session: waiting for a lock (DDL, the events lock) gives up rather than queueing.
 _SESSION_OPTIONS = "-c lock_timeout=5s -c idle_in_transaction_session_timeout=60s"
+
+
+class _NeedsPartitions(Exception):
+    def __init__(self, stamps: set[int]) -> None:
+        self.stamps = stamps
+
+
+def _fetcher(cur: Any) -> Any:
+    """`fetch` on the caller's cursor, for reads inside its transaction."""
+
+    def fetch(sql: str, params: Params = ()) -> list[Row]:
+        result: list[Row] = cur.execute(sql, params).fetchall()
+        return result
+
+    return fetch
 
 
 class PostgresBackend(Backend):
@@ -81,6 +99,11 @@ class PostgresBackend(Backend):
         # seconds, and the pool reconnects in the background once it is back.
         self.pool.open(wait=False)
         self.partitions = Partitions(self.pool, EVENTS_LOCK)
+        self._capture = PostgresCapture(self.pool)
+        self._url = url
+        self._role_settings: dict[str, Any] = {**settings, "autocommit": True}
+        self._role_conn: psycopg.Connection[Any] | None = None
+        self._role_checked = 0.0
 
     def _returned(self, conn: psycopg.Connection[Any]) -> None:
         """Called by the pool as a connection comes back in working order."""
@@ -119,23 +142,77 @@ class PostgresBackend(Backend):
         """
         if not events:
             return 0
-        bits = self.block_bits()
         self.partitions.ensure({event.ts for event in events})
-        sql, params = _batch(events, bits)
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             # BEGIN, lock and insert go out together, then COMMIT: two round trips
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-            # never prepared: a generic plan, blind to the batch, runs about twice as slow
-            row = conn.execute(sql, params, prepare=False).fetchone()
-            assert row is not None
-            new, unseated_ids, unseated_ts = row
-            if unseated_ids:  # earlier events arrived late; rare, so one statement each
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        _UNSEAT.format(bits=bits),
-                        list(zip(unseated_ids, unseated_ts, strict=True)),
-                    )
+            return self._insert(conn, events)
+
+    def _insert(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+        """The insert itself, inside the caller's transaction, which holds EVENTS_LOCK."""
+        if not events:
+            return 0
+        bits = self.block_bits()
+        sql, params = _batch(events, bits)
+        # never prepared: a generic plan, blind to the batch, runs about twice as slow
+        row = conn.execute(sql, params, prepare=False).fetchone()
+        assert row is not None
+        new, unseated_ids, unseated_ts = row
+        if unseated_ids:  # earlier events arrived late; rare, so one statement each
+            with conn.cursor() as cur:
+                cur.executemany(
+                    _UNSEAT.format(bits=bits),
+                    list(zip(unseated_ids, unseated_ts, strict=True)),
+                )
         return int(new)
+
+    @property
+    def capture(self) -> PostgresCapture:
+        return self._capture
+
+    def derive(self, limit: int) -> Derived:
+        """Take the oldest batches off the log and store their events in one transaction:
+        a failure anywhere puts the batches back."""
+        for _ in range(2):
+            try:
+                with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+                    taken = PostgresCapture.take(cur, limit)
+                    if not taken.ids:
+                        return Derived()
+                    stamps = {event.ts for event in taken.events}
+                    if stamps and not self.partitions.cover(stamps):
+                        raise _NeedsPartitions(stamps)  # rolls back: the batches stay
+                    events, dropped = resolve(_fetcher(cur), self.queries, taken.events)
+                    stored = self._insert(conn, events)
+                    return Derived(len(taken.events), stored, dropped, taken.captured)
+            except _NeedsPartitions as needs:
+                # made outside the events lock (making one takes it), then the step again
+                self.partitions.ensure(needs.stamps)
+        return Derived()
+
+    def indexer_role(self) -> bool:
+        """A session advisory lock on a connection of its own, held while it lives (checked
+        at most once a second)."""
+        conn = self._role_conn
+        now = time.monotonic()
+        if conn is not None and not conn.closed:
+            if now - self._role_checked < 1.0:
+                return True
+            try:
+                conn.execute("SELECT 1")
+                self._role_checked = now
+                return True
+            except psycopg.Error:
+                conn.close()
+        self._role_conn = None
+        conn = psycopg.connect(self._url, **self._role_settings)  # fresh, outside the pool
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (INDEXER_LOCK,)).fetchone()
+        if row is None or not row[0]:
+            conn.close()
+            return False
+        self._role_conn, self._role_checked = conn, now
+        return True
 
     def migrate(self, block_bits: int = BLOCK_BITS) -> list[str]:
         """Apply pending migrations, each in a transaction under MIGRATE_LOCK, then maintain."""
@@ -180,6 +257,9 @@ class PostgresBackend(Backend):
         self.partitions.maintain()
 
     def close(self) -> None:
+        if self._role_conn is not None:
+            self._role_conn.close()  # releases the indexer role
+            self._role_conn = None
         self.pool.close()
 
 

@@ -14,12 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-import orjson
-
-from mailstats.kinds import KINDS
 from mailstats.store.base import Event
-
-_KINDS_BY_CODE = {kind.code: kind for kind in KINDS.values()}
+from mailstats.store.capture import decode, encode
 
 
 class Spool:
@@ -44,7 +40,7 @@ class Spool:
 
     def append(self, events: Sequence[Event]) -> None:
         """Write and fsync; when this returns the events survive a crash."""
-        data = b"".join(_encode(e) for e in events)
+        data = encode(events)
         with self._lock:
             fh = self._active()
             fh.write(data)
@@ -74,43 +70,11 @@ class Spool:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # another live process still writes it
-                for batch in _batches(_decode(fh), size):
+                for batch in _batches(decode(fh), size):
                     commit(batch)
                     count += len(batch)
                 path.unlink()
         return count
-
-
-def _encode(event: Event) -> bytes:
-    record = [
-        event.kind.code,
-        event.key.hex(),
-        event.ts,
-        event.account_id,
-        event.emailing_id,
-        event.destination_id,
-        event.link_id,
-        list(event.values),
-    ]
-    return orjson.dumps(record) + b"\n"
-
-
-def _decode(lines: IO[bytes]) -> Iterator[Event]:
-    for line in lines:
-        try:
-            code, key, ts, account, emailing, dest, link, values = orjson.loads(line)
-        except (orjson.JSONDecodeError, ValueError):
-            continue  # a torn last line: its event was never acknowledged
-        yield Event(
-            _KINDS_BY_CODE[code],
-            bytes.fromhex(key),
-            ts,
-            account,
-            emailing,
-            dest,
-            link,
-            tuple(values),
-        )
 
 
 def _batches(events: Iterator[Event], size: int) -> Iterator[list[Event]]:

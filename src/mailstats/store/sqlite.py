@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
+from typing import IO
 
 from mailstats.kinds import DELIVERIES
 from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
-from mailstats.store.events import INSERT_COLUMNS, event_row
+from mailstats.store.capture import SQLiteCapture
+from mailstats.store.derive import Derived, resolve
+from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS, event_row
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -36,7 +40,11 @@ class SQLiteBackend(Backend):
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._writer = self._connect()
-        self._insert_sql = _insert_sql()
+        self._stage_sql = _stage_sql()
+        self._staging = False
+        self._capture: SQLiteCapture | None = None
+        self._role: bool | None = None
+        self._role_file: IO[bytes] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -71,40 +79,64 @@ class SQLiteBackend(Backend):
                 cur.execute("COMMIT")
 
     def insert_events(self, events: Sequence[Event]) -> int:
-        """Insert new events; the earliest of each (kind, destination, link) is `first`.
+        """Insert new events with set-based SQL; return how many were new.
 
-        An event that arrives late (a replayed spool) with an earlier time takes the flag
-        over, so `unique` always means the earliest, whatever the order of arrival. The
-        event_blocks counters change in the same transaction.
+        In each (kind, destination, link) group the earliest event is `first`, ties going
+        to the one stored first, so an event that arrives late with an earlier time takes
+        the flag over: `unique` always means the earliest, whatever the order of arrival.
+        A replay (a key already stored, or named twice) inserts nothing. IDs are drawn in
+        batch order, and the event_blocks counters change in the same transaction.
         """
-        new = 0
+        if not events:
+            return 0
         bits = self.block_bits()
-        tallies: dict[tuple[int, int, int, int], list[int]] = {}
+        rows = [(n, *event_row(event, 0)) for n, event in enumerate(events)]
         with self._transaction() as cur:
-            for event in events:
-                pair = (event.kind.code, event.destination_id, event.link_id)
-                held = cur.execute(_FIRST_GET, pair).fetchone()
-                first = held is None or event.ts < held[1]
-                cur.execute(self._insert_sql, event_row(event, int(first)))
-                if cur.rowcount == 0:
-                    continue  # a replay of an event already stored
-                new += 1
-                event_id = cur.lastrowid
-                assert event_id is not None
-                retry = retried = 0
-                if event.kind is DELIVERIES and (event.values[0] or 0) > 1:
-                    retry = 1
-                    cur.execute(_RETRIED_PUT, (event.destination_id,))
-                    retried = cur.rowcount
-                _tally(tallies, event, event_id >> bits, (1, int(first), retry, retried), event.ts)
-                if not first:
-                    continue
-                if held is not None:
-                    cur.execute("UPDATE events SET first = 0 WHERE id = ?", (held[0],))
-                    _tally(tallies, event, held[0] >> bits, (0, -1, 0, 0), held[1])
-                cur.execute(_FIRST_PUT, (*pair, event_id, event.ts))
-            cur.executemany(_BLOCK_ADD, [(*key, *t) for key, t in tallies.items()])
+            if not self._staging:
+                for statement in _STAGING:
+                    cur.execute(statement)
+                self._staging = True
+            cur.execute("DELETE FROM temp.batch")
+            cur.executemany(self._stage_sql, rows)
+            for statement in _DERIVE:
+                cur.execute(statement.format(bits=bits))
+            new = int(cur.execute("SELECT count(*) FROM temp.batch").fetchone()[0])
         return new
+
+    @property
+    def capture(self) -> SQLiteCapture:
+        """The capture log, in a file of its own beside the database."""
+        if self._capture is None:
+            memory = self.path in ("", ":memory:")
+            self._capture = SQLiteCapture(":memory:" if memory else self.path + ".capture")
+        return self._capture
+
+    def derive(self, limit: int) -> Derived:
+        """Derive the oldest batches; they leave the log after their events are committed,
+        so a crash in between derives them again, and their keys store them once."""
+        taken = self.capture.take(limit)
+        if not taken.ids:
+            return Derived()
+        events, dropped = resolve(self.fetch, self.queries, taken.events)
+        stored = self.insert_events(events)
+        self.capture.remove(taken.ids)
+        return Derived(len(taken.events), stored, dropped, taken.captured)
+
+    def indexer_role(self) -> bool:
+        """Held through an exclusive lock on a file beside the database, until exit."""
+        if self._role is None:
+            if self.path in ("", ":memory:"):
+                self._role = True
+            else:
+                fh = open(self.path + ".indexer", "a+b")  # noqa: SIM115 - held until exit
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fh.close()
+                    return False
+                self._role_file = fh
+                self._role = True
+        return self._role
 
     def migrate(self, block_bits: int = BLOCK_BITS) -> list[str]:
         with self._write_lock:
@@ -138,6 +170,12 @@ class SQLiteBackend(Backend):
         for conn in self._connections:
             conn.close()
         self._connections.clear()
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
+        if self._role_file is not None:
+            self._role_file.close()  # releases the indexer role
+            self._role_file, self._role = None, None
 
 
 def _statements(script: str) -> list[str]:
@@ -146,44 +184,72 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-_FIRST_GET = "SELECT event_id, ts FROM firsts WHERE kind = ? AND destination_id = ? AND link_id = ?"
-_FIRST_PUT = "INSERT OR REPLACE INTO firsts (kind, destination_id, link_id, event_id, ts) VALUES (?, ?, ?, ?, ?)"
-
-
-_RETRIED_PUT = "INSERT OR IGNORE INTO retried (destination_id) VALUES (?)"
-_BLOCK_ADD = """
-INSERT INTO event_blocks
-    (account_id, kind, block, emailing_id, n, firsts, retries, retried, min_ts, max_ts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
-    n = n + excluded.n, firsts = firsts + excluded.firsts,
-    retries = retries + excluded.retries, retried = retried + excluded.retried,
-    min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)
-"""
-
-
-def _tally(
-    tallies: dict[tuple[int, int, int, int], list[int]],
-    event: Event,
-    block: int,
-    add: tuple[int, int, int, int],
-    ts: int,
-) -> None:
-    """Add (events, firsts, retries, retried) to the counters of `block` for the event's
-    account, kind and emailing, and widen its time span to `ts`."""
-    key = (event.account_id, event.kind.code, block, event.emailing_id)
-    t = tallies.get(key)
-    if t is None:
-        tallies[key] = [*add, ts, ts]
-    else:
-        for i in range(4):
-            t[i] += add[i]
-        t[4] = min(t[4], ts)
-        t[5] = max(t[5], ts)
-
-
-def _insert_sql() -> str:
+def _stage_sql() -> str:
     marks = ", ".join("?" for _ in INSERT_COLUMNS)
-    return (
-        f"INSERT INTO events ({', '.join(INSERT_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
-    )
+    return f"INSERT INTO temp.batch (n, {', '.join(INSERT_COLUMNS)}) VALUES (?, {marks})"
+
+
+_VALUES = ", ".join(VALUE_COLUMNS)
+# A batch on its way into `events`, one row per event in batch order (n). `id` is drawn
+# before the insert, so flags and counters come from this table alone.
+_STAGING = (
+    "PRAGMA temp_store = MEMORY",
+    f"""CREATE TEMP TABLE IF NOT EXISTS batch (
+        n INTEGER PRIMARY KEY, id INTEGER, kind INTEGER, key BLOB, ts INTEGER,
+        account_id INTEGER, emailing_id INTEGER, destination_id INTEGER, link_id INTEGER,
+        first INTEGER, retried INTEGER NOT NULL DEFAULT 0, {_VALUES})""",
+    "CREATE INDEX IF NOT EXISTS temp.batch_key ON batch (key)",
+    "CREATE INDEX IF NOT EXISTS temp.batch_pair ON batch (kind, destination_id, link_id, ts, n)",
+)
+_PAIR = "(kind, destination_id, link_id)"
+_DERIVE = (
+    # replays: keys already stored, or named earlier in the batch
+    "DELETE FROM temp.batch WHERE key IN"
+    " (SELECT e.key FROM events e WHERE e.key IN (SELECT key FROM temp.batch))",
+    "DELETE FROM temp.batch WHERE n > (SELECT min(b.n) FROM temp.batch b WHERE b.key = batch.key)",
+    # IDs in batch order, above every stored one
+    "UPDATE temp.batch SET id = r.k + (SELECT coalesce(max(id), 0) FROM events)"
+    " FROM (SELECT n, row_number() OVER (ORDER BY n) AS k FROM temp.batch) r"
+    " WHERE r.n = batch.n",
+    # the earliest of each group is first, unless a stored event is as early or earlier
+    f"""UPDATE temp.batch SET first = 1 WHERE n IN (
+        SELECT n FROM (SELECT n, row_number() OVER (PARTITION BY {_PAIR[1:-1]} ORDER BY ts, n) AS k
+                       FROM temp.batch) WHERE k = 1)
+      AND NOT EXISTS (SELECT 1 FROM firsts f WHERE f.kind = batch.kind
+          AND f.destination_id = batch.destination_id AND f.link_id = batch.link_id
+          AND f.ts <= batch.ts)""",
+    # stored events that lose the flag, and their blocks' counts of flags
+    """INSERT INTO event_blocks
+        (account_id, kind, block, emailing_id, n, firsts, retries, retried, min_ts, max_ts)
+    SELECT b.account_id, b.kind, f.event_id >> {bits}, b.emailing_id, 0, -count(*), 0, 0,
+        min(f.ts), max(f.ts)
+    FROM firsts f JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
+        = (f.kind, f.destination_id, f.link_id)
+    WHERE b.first = 1 GROUP BY b.account_id, b.kind, f.event_id >> {bits}, b.emailing_id
+    ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
+        firsts = firsts + excluded.firsts""",
+    """UPDATE events SET first = 0 WHERE id IN (SELECT f.event_id FROM firsts f
+        JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
+            = (f.kind, f.destination_id, f.link_id) WHERE b.first = 1)""",
+    """INSERT OR REPLACE INTO firsts (kind, destination_id, link_id, event_id, ts)
+    SELECT kind, destination_id, link_id, id, ts FROM temp.batch WHERE first = 1""",
+    # deliveries after a retry: the first of each destination not yet in `retried`
+    f"""UPDATE temp.batch SET retried = 1 WHERE n IN (
+        SELECT min(n) FROM temp.batch WHERE kind = {DELIVERIES.code} AND attempts > 1
+          AND destination_id NOT IN (SELECT destination_id FROM retried)
+        GROUP BY destination_id)""",
+    "INSERT OR IGNORE INTO retried (destination_id)"
+    " SELECT destination_id FROM temp.batch WHERE retried = 1",
+    f"""INSERT INTO events (id, {", ".join(INSERT_COLUMNS)})
+    SELECT id, {", ".join(INSERT_COLUMNS)} FROM temp.batch ORDER BY n""",
+    f"""INSERT INTO event_blocks
+        (account_id, kind, block, emailing_id, n, firsts, retries, retried, min_ts, max_ts)
+    SELECT account_id, kind, id >> {{bits}}, emailing_id, count(*), sum(first),
+        sum(CASE WHEN kind = {DELIVERIES.code} AND attempts > 1 THEN 1 ELSE 0 END),
+        sum(retried), min(ts), max(ts)
+    FROM temp.batch GROUP BY account_id, kind, id >> {{bits}}, emailing_id
+    ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
+        n = n + excluded.n, firsts = firsts + excluded.firsts,
+        retries = retries + excluded.retries, retried = retried + excluded.retried,
+        min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)""",
+)

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mailstats.errors import MailstatsError
 from mailstats.settings import Settings
-from mailstats.store import Store, open_store
+from mailstats.store import Event, Store, open_store
+from mailstats.store.derive import Indexer
 from mailstats.store.writer import Writer
 from mailstats.tracking.tokens import Signer
-from mailstats.web import errors, openapi
+from mailstats.web import access, errors, openapi
 from mailstats.web.api import destinations, emailings, events, ingest, statistics
 from mailstats.web.context import State
 from mailstats.web.limits import RateLimiter
@@ -66,8 +67,9 @@ class App:
             settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits
         )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
+        self.indexer = Indexer(self.store.backend)
         writer = Writer(
-            self.store.insert_events,
+            self._capture,
             settings.spool_path,
             batch_max=settings.batch_max,
             batch_wait=settings.batch_wait_ms / 1000,
@@ -99,6 +101,10 @@ class App:
         self.api.router.redirect_slashes = False
         self._closed = False
 
+    def _capture(self, events: Sequence[Event]) -> None:
+        self.store.capture_events(events)
+        self.indexer.wake()
+
     @asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:
         yield
@@ -110,6 +116,7 @@ class App:
             return
         self._closed = True
         self.state.writer.close()
+        self.indexer.close()
         if self.owns_store:
             self.store.close()
 
@@ -120,7 +127,23 @@ class App:
                 return await self._tracking[path[1]](scope, receive, send, path[3:].rstrip("/"))
             if len(path) > 1 and path.endswith("/"):
                 scope = {**scope, "path": path.rstrip("/") or "/"}
+            if self.state.settings.access_log:
+                return await self._logged(scope, receive, send)
         await self.api(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 500  # what the server answers when the app fails before starting one
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.api(scope, receive, sending)
+        finally:
+            access.line(scope, status)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> App:

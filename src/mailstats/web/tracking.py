@@ -1,7 +1,7 @@
 """/c, /o and /u: the tracking endpoints, as plain ASGI handlers on the lean path.
 
-No framework layers: verify the signed token, find the destination (cached), hand the event
-to the group-commit writer, and answer once it is durable.
+No framework layers: verify the signed token, find the link (cached), hand the event to the
+group-commit writer of the capture log, and answer once it is durable.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mailstats.store import Event
 from mailstats.tracking.devices import device
 from mailstats.tracking.render import personalise
 from mailstats.tracking.tokens import Purpose
+from mailstats.web import access
 from mailstats.web.context import State
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -152,8 +153,14 @@ os.register_at_fork(after_in_child=_LOOKUPS.forget_threads)
 
 
 async def _plain(
-    send: Send, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None
+    scope: Scope,
+    send: Send,
+    status: int,
+    text: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """A refusal in plain text; refusals (not answered hits) go to the access log."""
+    access.line(scope, status)
     body = text.encode()
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
@@ -200,12 +207,18 @@ def _location(url: str) -> bytes:
 
 
 class Tracker:
-    """The three handlers, sharing the app state and a cache of destinations and links."""
+    """The three handlers, sharing the app state and bounded caches of links and destinations.
+
+    A hit is captured with what the signed token names (destination, link) and account 0:
+    the indexer fills in the account and emailing. So a click on a plain link reads the
+    link's URL from the cache and nothing else; only a personalised link needs the
+    destination's fields. Opens and unsubscribes read nothing at all.
+    """
 
     def __init__(self, state: State) -> None:
         self.st = state
         self._dests: dict[int, tuple[int, int, dict[str, Any]] | None] = {}
-        self._links: dict[tuple[int, int], str | None] = {}
+        self._links: dict[int, tuple[int, str] | None] = {}
 
     async def _destination(self, dest_id: int) -> tuple[int, int, dict[str, Any]] | None:
         if len(self._dests) > _CACHE_LIMIT:
@@ -215,72 +228,63 @@ class Tracker:
         )
         return dest
 
-    async def _link(self, link_id: int, emailing_id: int) -> str | None:
+    async def _link(self, link_id: int) -> tuple[int, str] | None:
         if len(self._links) > _CACHE_LIMIT:
             self._links.clear()
-        url = self._links[link_id, emailing_id] = await _LOOKUPS.call(
-            self.st.store.tracking_link, link_id, emailing_id
-        )
-        return url
+        link = self._links[link_id] = await _LOOKUPS.call(self.st.store.tracking_link, link_id)
+        return link
 
-    def _event(
-        self, kind: Kind, scope: Scope, dest: tuple[int, int, Any], dest_id: int, link_id: int
-    ) -> Event:
+    def _event(self, kind: Kind, scope: Scope, dest_id: int, link_id: int,
+               owner: tuple[int, int] = (0, 0)) -> Event:  # fmt: skip
         ua = _header(scope, b"user-agent")[:_MAX_UA]
         ip = client_address(scope, self.st.settings.trusted_proxies)
         values: tuple[Any, ...] = (ip, ua, device(ua)) if kind is IMPRESSIONS else (ip, ua)
-        return Event(
-            kind,
-            new_key(),
-            int(time.time()),
-            dest[0],
-            dest[1],
-            dest_id,
-            link_id,
-            values,
-        )
+        return Event(kind, new_key(), int(time.time()), owner[0], owner[1], dest_id, link_id,
+                     values)  # fmt: skip
 
-    async def _target(
+    async def _ids(
         self, purpose: Purpose, scope: Scope, send: Send, token: str, methods: bytes
-    ) -> tuple[tuple[int, int], tuple[int, int, dict[str, Any]]] | None:
-        """The token's (destination, link) IDs and destination, or None once refused."""
+    ) -> tuple[int, int] | None:
+        """The token's (destination, link) IDs, or None once refused."""
         if scope["method"] not in _METHODS[methods]:
-            await _plain(send, 405, "Method not allowed", [(b"allow", methods)])
+            await _plain(scope, send, 405, "Method not allowed", [(b"allow", methods)])
             return None
         ids = self.st.signer.verify(purpose, token)
         if ids is None:
-            await _plain(send, 404, "Not found")
-            return None
-        # a cached destination needs no coroutine and no thread
-        dest = self._dests[ids[0]] if ids[0] in self._dests else await self._destination(ids[0])
-        if dest is None:
-            await _plain(send, 404, "Not found")
-            return None
-        return ids, dest
+            await _plain(scope, send, 404, "Not found")
+        return ids
 
     async def click(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
-        target = await self._target(Purpose.CLICK, scope, send, token, b"GET, HEAD")
-        if target is None:
+        ids = await self._ids(Purpose.CLICK, scope, send, token, b"GET, HEAD")
+        if ids is None:
             return
-        ids, dest = target
-        key = (ids[1], dest[1])
-        url = self._links[key] if key in self._links else await self._link(*key)
-        if url is None:
-            return await _plain(send, 404, "Not found")
+        dest_id, link_id = ids
+        # cached entries need no coroutine and no thread
+        link = self._links[link_id] if link_id in self._links else await self._link(link_id)
+        if link is None:
+            return await _plain(scope, send, 404, "Not found")
+        emailing_id, url = link
+        owner = (0, 0)
+        if "{$" in url:  # personalised: the destination's fields fill it in
+            dest = (
+                self._dests[dest_id] if dest_id in self._dests else await self._destination(dest_id)
+            )
+            if dest is None or dest[1] != emailing_id:
+                return await _plain(scope, send, 404, "Not found")
+            url, owner = personalise(url, dest[2]), (dest[0], dest[1])
         if scope["method"] == "GET":
-            await self.st.writer.write(self._event(CLICKS, scope, dest, ids[0], ids[1]))
-        headers = [(b"location", _location(personalise(url, dest[2]))), *_REDIRECT]
+            await self.st.writer.write(self._event(CLICKS, scope, dest_id, link_id, owner))
+        headers = [(b"location", _location(url)), *_REDIRECT]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
     async def open(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
-        target = await self._target(Purpose.OPEN, scope, send, token, b"GET, HEAD")
-        if target is None:
+        ids = await self._ids(Purpose.OPEN, scope, send, token, b"GET, HEAD")
+        if ids is None:
             return
-        ids, dest = target
         method = scope["method"]
         if method == "GET":
-            await self.st.writer.write(self._event(IMPRESSIONS, scope, dest, ids[0], 0))
+            await self.st.writer.write(self._event(IMPRESSIONS, scope, ids[0], 0))
         headers = [
             (b"content-type", b"image/gif"),
             (b"content-length", str(len(GIF)).encode()),
@@ -291,13 +295,12 @@ class Tracker:
 
     async def unsubscribe(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
         """GET shows a confirmation form (scanners follow links); only POST unsubscribes."""
-        target = await self._target(Purpose.UNSUBSCRIBE, scope, send, token, b"GET, HEAD, POST")
-        if target is None:
+        ids = await self._ids(Purpose.UNSUBSCRIBE, scope, send, token, b"GET, HEAD, POST")
+        if ids is None:
             return
-        ids, dest = target
         method = scope["method"]
         if method == "POST":
-            await self.st.writer.write(self._event(UNSUBSCRIBES, scope, dest, ids[0], 0))
+            await self.st.writer.write(self._event(UNSUBSCRIBES, scope, ids[0], 0))
             page = _PAGE.format(
                 body="<p>You have been unsubscribed. You will receive no more of these emails.</p>"
             )

@@ -11,8 +11,8 @@ FROM destinations WHERE id = :id AND account_id = :account_id;
 -- name: destination_for_tracking
 SELECT account_id, emailing_id, fields FROM destinations WHERE id = :id;
 
--- name: link_for_tracking
-SELECT url FROM links WHERE id = :id AND emailing_id = :emailing_id;
-
 -- name: destination_by_message_key
 SELECT id FROM destinations WHERE message_key = :key AND account_id = :account_id;
+
+-- name: link_by_id
+SELECT emailing_id, url FROM links WHERE id = :id;

@@ -1,0 +1,146 @@
+"""The indexer: the capture log drained into `events`, flags and counters, in large batches.
+
+One indexer works per database at a time: on SQLite the serving process that holds a file
+lock, on PostgreSQL the one that holds an advisory lock, so several processes or nodes may
+run one each and only one derives. A batch is taken from the log in capture order, its
+tracking hits are given their account and emailing (the click path reads nothing of the
+destination), and it is written with the same set-based insert as every other event.
+The API shows an event once it is derived; `Backlog` says how far behind that is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from mailstats.kinds import CLICKS
+from mailstats.store.base import Backend, Event, Params, Row
+
+log = logging.getLogger("mailstats.derive")
+
+# Events per derive transaction: large enough that per-statement costs vanish, small
+# enough that the events lock is held for tens of milliseconds.
+BATCH = 10_000
+
+
+@dataclass
+class Derived:
+    """What one derive step did."""
+
+    taken: int = 0  # events read from the log
+    stored: int = 0  # events new to `events`
+    dropped: int = 0  # tracking hits naming no destination or a link of another emailing
+    captured: list[float] = field(default_factory=list)  # capture time of each batch
+
+
+def resolve(fetch: Callable[[str, Params], list[Row]], queries: dict[str, str],
+            events: Sequence[Event]) -> tuple[list[Event], int]:  # fmt: skip
+    """Events with their account and emailing filled in from their destination.
+
+    Tracking hits are captured with account 0: the signed token names the destination and
+    the link, nothing more. A hit whose destination is unknown, or whose link belongs to
+    another emailing, is dropped (only a token signed for another database can do that).
+    Returns the events to store and how many were dropped.
+    """
+    pending = {e.destination_id for e in events if e.account_id == 0}
+    if not pending:
+        return list(events), 0
+    ids = orjson.dumps(sorted(pending)).decode()
+    owners = {int(d): (int(a), int(m)) for d, a, m in fetch(queries["derive_destinations"],
+                                                            {"ids": ids})}  # fmt: skip
+    links = {e.link_id for e in events if e.account_id == 0 and e.kind is CLICKS}
+    link_emailing: dict[int, int] = {}
+    if links:
+        rows = fetch(queries["derive_links"], {"ids": orjson.dumps(sorted(links)).decode()})
+        link_emailing = {int(k): int(m) for k, m in rows}
+    out: list[Event] = []
+    for event in events:
+        if event.account_id == 0:
+            owner = owners.get(event.destination_id)
+            if owner is None:
+                continue
+            if event.kind is CLICKS and link_emailing.get(event.link_id) != owner[1]:
+                continue
+            event = Event(event.kind, event.key, event.ts, owner[0], owner[1],
+                          event.destination_id, event.link_id, event.values)  # fmt: skip
+        out.append(event)
+    return out, len(events) - len(out)
+
+
+class Indexer:
+    """A thread that derives the capture log whenever this process holds the indexer role."""
+
+    def __init__(self, backend: Backend, *, batch: int = BATCH, idle: float = 0.02,
+                 role_retry: float = 1.0) -> None:  # fmt: skip
+        self.backend = backend
+        self.batch = batch
+        self.idle = idle
+        self.role_retry = role_retry
+        self.derived = 0
+        self.dropped = 0
+        self.lag = 0.0  # seconds from capture to visibility of the last derived batch
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mailstats-indexer", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Something was captured: derive soon."""
+        self._wake.set()
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until everything captured so far is derived (by whichever process holds the
+        role); False if that took longer than `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.backend.capture.backlog().batches:
+            if time.monotonic() > deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.001)
+        return True
+
+    def step(self) -> Derived:
+        """Derive one batch now, on the calling thread (holding the role or not)."""
+        done = self.backend.derive(self.batch)
+        if done.captured:
+            now = time.time()
+            self.lag = now - min(done.captured)
+            self.derived += done.stored
+            self.dropped += done.dropped
+            if done.dropped:
+                log.warning("dropped %d tracking hits of unknown destinations", done.dropped)
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.backend.indexer_role():
+                    self._stop.wait(self.role_retry)
+                    continue
+                done = self.step()
+            except Exception as exc:  # the database is away: try again in a moment
+                log.warning("derive deferred: %s", exc)
+                self._stop.wait(self.role_retry)
+                continue
+            if done.taken == 0:
+                self._wake.wait(self.idle)
+                self._wake.clear()
+
+    def close(self, drain: float = 5.0) -> None:
+        """Stop; as the role holder, first derive what is left for up to `drain` seconds.
+        Anything still in the log then waits there for the next indexer."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        deadline = time.monotonic() + drain
+        try:
+            while time.monotonic() < deadline and self.backend.indexer_role():
+                if self.step().taken == 0:
+                    break
+        except Exception as exc:
+            log.warning("derive left for the next start: %s", exc)
