@@ -18,6 +18,13 @@ function init(args)
         .. " (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 end
 
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if pause > 0 then
+    function delay()
+        return pause
+    end
+end
+
 function request()
     at = at % #paths + 1
     return wrk.format("GET", paths[at])

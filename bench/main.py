@@ -19,6 +19,7 @@ from typing import Any
 import emailing_stats
 import export
 import imports
+import indexer
 import machine
 import memory
 import paging
@@ -41,7 +42,7 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "statistics": emailing_stats.measure,
     "import": imports.measure,
 }
-NAMES = ("redirect", *API_STEPS, "memory")
+NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer")
 _T0 = time.monotonic()
 
 
@@ -92,6 +93,11 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
     backend, scale = db.backend, run.scale
     if run.wants("redirect"):
         _step(run, backend, "redirect", lambda: redirect.measure(db, store, data, scale, log))
+    if run.wants("lag"):
+        best = [r.value for r in run.results if r.name == "redirect" and r.backend == backend]
+        rate = best[0] if best else 5_000.0  # without a redirect run: a rate it sustains
+        _step(run, backend, "lag",
+              lambda: indexer.measure_lag(db, store, data, scale, rate, log))  # fmt: skip
     steps = [name for name in API_STEPS if run.wants(name)]
     if steps:
         with Mailstats(db, workers=1) as server, Api(server.url, data.token) as api:
@@ -100,6 +106,9 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
                 _step(run, backend, name, step)
     if run.wants("memory"):
         _step(run, backend, "memory", lambda: memory.measure(db, data))
+    if run.wants("indexer"):  # last: it adds clicks to the data set
+        _step(run, backend, "indexer",
+              lambda: indexer.measure_throughput(store, data, scale, backend))  # fmt: skip
     if run.profile:
         paths = redirect.write_paths(store, data, scale.tokens)
         summary = profile_redirect(db, paths, scale)

@@ -21,6 +21,7 @@ class Scale:
     export_runs: int = 1
     import_events: int = 100_000
     import_batch: int = 10_000  # NDJSON lines per POST, rows per ceiling transaction
+    index_events: int = 500_000  # clicks the indexer derives from the capture log
 
 
 FULL = Scale("full", clicks=10_000_000)
@@ -35,4 +36,5 @@ QUICK = Scale(
     export_runs=3,
     import_events=10_000,
     import_batch=5_000,
+    index_events=100_000,
 )

@@ -137,7 +137,7 @@ class Mailstats(Process):
     def __init__(self, db: Database, workers: int = 1) -> None:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSTATS_")}
-        env.update(MAILSTATS_ACCESS_LOG="false", MAILSTATS_SPOOL=str(db.spool))
+        env.update(MAILSTATS_SPOOL=str(db.spool))  # the access log as shipped: on
         command = [sys.executable, "-m", "mailstats", "serve", "--db", db.url,
                    "--port", str(port), "--public-url", f"http://127.0.0.1:{port}",
                    "--workers", str(workers)]  # fmt: skip

@@ -26,11 +26,13 @@ class Load:
         return self.requests / self.seconds
 
 
-def run(url: str, paths: Path, seconds: int, connections: int, threads: int = 2) -> Load:
-    """GET `url` + each line of `paths` for `seconds` with `connections` open connections."""
+def run(url: str, paths: Path, seconds: int, connections: int, threads: int = 2,
+        delay_ms: int = 0) -> Load:  # fmt: skip
+    """GET `url` + each line of `paths` for `seconds` with `connections` open connections,
+    each pausing `delay_ms` between its requests (0: none, as fast as answered)."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
                "--timeout", "5s", "-s", str(LUA), url]  # fmt: skip
-    env = {**os.environ, "BENCH_PATHS": str(paths)}
+    env = {**os.environ, "BENCH_PATHS": str(paths), "BENCH_DELAY_MS": str(delay_ms)}
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True
     )

@@ -13,6 +13,7 @@ import uvicorn
 
 from mailstats.cli.common import db_option, load_settings, open_db
 from mailstats.settings import Settings
+from mailstats.web.protocol import Protocol
 
 _SECRET_QUERY = re.compile(r"(access_token=)[^&\s]*", re.IGNORECASE)
 
@@ -73,7 +74,7 @@ def serve(**flags: Any) -> None:
     # the app writes the access log itself (mailstats.access): uvicorn's line per request,
     # with its filter, cost more than a whole redirect
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "proxy_headers": False,
-              "server_header": False, "access_log": False,
+              "server_header": False, "access_log": False, "http": Protocol,
               "log_config": _log_config(settings.access_log)}  # fmt: skip
     # uvicorn drains, then raises the captured signal again; a no-op handler lets a clean
     # SIGTERM shutdown end with exit status 0 instead of "killed by SIGTERM".

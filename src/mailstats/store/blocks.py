@@ -222,6 +222,26 @@ def statistics(
     return Statistics(counts, None if ranged else (retries[0], retries[1]))
 
 
+def id_span(backend: Backend, kind: Kind, scope: Scope, flt: ev.Filter) -> tuple[int, int]:
+    """[low, high): the IDs of every block whose time span meets the filter's bounds.
+
+    Events carry no index on time: a time range is read as this range of IDs (with IDs
+    growing in time, it is about the range's own events), then filtered on ts.
+    """
+    q = ev.Query(backend.placeholder, backend.like)
+    q.add("account_id = ?", scope.account_id)
+    if scope.emailing_id is not None:
+        q.add("emailing_id = ?", scope.emailing_id)
+    q.add("kind = ?", kind.code)
+    _overlap(q, flt)
+    low, high = backend.fetch(f"SELECT min(block), max(block) FROM event_blocks WHERE {q.where}",
+                              q.args)[0]  # fmt: skip
+    if low is None:
+        return 0, 0
+    bits = backend.block_bits()
+    return int(low) << bits, (int(high) + 1) << bits
+
+
 def _overlap(q: ev.Query, flt: ev.Filter) -> None:
     """Only counter rows whose time span meets the filter's."""
     if flt.begin is not None:

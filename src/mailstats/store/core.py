@@ -307,7 +307,7 @@ class Store:
         Where the event_blocks counters can answer (see blocks.py), a page starts at the
         block that holds its first row and a total adds blocks up.
         """
-        q = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+        q = self._where(kind, scope, flt)
         counter = (
             blocks.Counter(self.backend, kind, scope, flt) if blocks.usable(scope, flt) else None
         )
@@ -336,11 +336,22 @@ class Store:
                 count = int(self.backend.fetch(ev.count_sql(kind, q), q.args)[0][0])
         return Page(rows, count)
 
+    def _where(self, kind: Kind, scope: Scope, flt: ev.Filter) -> ev.Query:
+        """The list's conditions; a time range also as the IDs of the blocks it meets."""
+        b = self.backend
+        if scope.destination_id is not None or (flt.begin is None and flt.end is None):
+            return ev.where(kind, scope, flt, b.placeholder, b.like)
+        q = ev.where(kind, scope, flt, b.placeholder, b.like, f"{b.unindexed}e.ts")
+        low, high = blocks.id_span(b, kind, scope, flt)
+        q.add("e.id >= ?", low)
+        q.add("e.id < ?", high)
+        return q
+
     def stream_events(
         self, kind: Kind, scope: Scope, flt: ev.Filter, size: int = 5000
     ) -> Iterator[Row]:
         """Every matching event in ID order, read in bounded batches."""
-        q = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+        q = self._where(kind, scope, flt)
         return self.backend.stream(ev.stream_sql(kind, q), q.args, 0, size)
 
     def statistics(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, Any]:

@@ -199,6 +199,7 @@ _STAGING = (
         account_id INTEGER, emailing_id INTEGER, destination_id INTEGER, link_id INTEGER,
         first INTEGER, retried INTEGER NOT NULL DEFAULT 0, {_VALUES})""",
     "CREATE INDEX IF NOT EXISTS temp.batch_key ON batch (key)",
+    "CREATE TEMP TABLE IF NOT EXISTS ranks (k INTEGER PRIMARY KEY, n INTEGER UNIQUE)",
     "CREATE INDEX IF NOT EXISTS temp.batch_pair ON batch (kind, destination_id, link_id, ts, n)",
 )
 _PAIR = "(kind, destination_id, link_id)"
@@ -207,10 +208,12 @@ _DERIVE = (
     "DELETE FROM temp.batch WHERE key IN"
     " (SELECT e.key FROM events e WHERE e.key IN (SELECT key FROM temp.batch))",
     "DELETE FROM temp.batch WHERE n > (SELECT min(b.n) FROM temp.batch b WHERE b.key = batch.key)",
-    # IDs in batch order, above every stored one
-    "UPDATE temp.batch SET id = r.k + (SELECT coalesce(max(id), 0) FROM events)"
-    " FROM (SELECT n, row_number() OVER (ORDER BY n) AS k FROM temp.batch) r"
-    " WHERE r.n = batch.n",
+    # IDs in batch order, above every stored one: the rank of each row comes from the
+    # rowids of a second table filled in batch order
+    "DELETE FROM temp.ranks",
+    "INSERT INTO temp.ranks (n) SELECT n FROM temp.batch ORDER BY n",
+    "UPDATE temp.batch SET id = (SELECT coalesce(max(id), 0) FROM events)"
+    " + (SELECT r.k FROM temp.ranks r WHERE r.n = batch.n)",
     # the earliest of each group is first, unless a stored event is as early or earlier
     f"""UPDATE temp.batch SET first = 1 WHERE n IN (
         SELECT n FROM (SELECT n, row_number() OVER (PARTITION BY {_PAIR[1:-1]} ORDER BY ts, n) AS k
