@@ -17,7 +17,7 @@ from mailstats.cli.common import db_option, load_settings, open_db
 @click.option("--derive", is_flag=True, help="Derive it here, unless a server holds the role.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 def backlog(wait: float | None, derive: bool, as_json: bool, **flags: Any) -> None:
-    """Report what was captured and is not in the API yet: events, batches, the oldest's
+    """Report what was captured and is not in the API yet: events, the oldest one's
     age, and spool files waiting for the database. Exit status 1 when --wait runs out.
 
     Example: mailstats backlog --db mailstats.db --wait 30
@@ -32,21 +32,21 @@ def backlog(wait: float | None, derive: bool, as_json: bool, **flags: Any) -> No
                     pass
             found = store.backlog()
             spooled = len(list(settings.spool_path.glob("*.spool")))
-            if wait is None or (found.batches == 0 and spooled == 0):
+            if wait is None or (found.events == 0 and spooled == 0):
                 break
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
     finally:
         store.close()
-    report = {"events": found.events, "batches": found.batches,
-              "oldest_age_s": round(found.age(), 3), "spool_files": spooled}  # fmt: skip
+    report = {"events": found.events, "oldest_age_s": round(found.age(), 3),
+              "spool_files": spooled}  # fmt: skip
     if as_json:
         click.echo(orjson.dumps(report).decode())
     else:
         click.echo(
-            f"captured, not derived yet: {found.events} events in {found.batches} batches"
-            f" (oldest {found.age():.1f} s ago); spool files waiting: {spooled}"
+            f"captured, not derived yet: {found.events} events"
+            f" (the oldest {found.age():.1f} s ago); spool files waiting: {spooled}"
         )
-    if wait is not None and (found.batches or spooled):
+    if wait is not None and (found.events or spooled):
         raise SystemExit(1)

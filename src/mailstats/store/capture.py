@@ -1,13 +1,12 @@
 """The capture log: what a visitor waits for, and nothing more.
 
-A tracking hit is durable once its batch is appended to a narrow log, one row per group
-commit, with no index but the primary key. The indexer (derive.py) drains the log into
-`events`, flags and counters a moment later. SQLite keeps the log in a file of its own
-beside the database, so an append never waits for a long derive transaction; PostgreSQL
-keeps it in the `capture_log` table, so the indexer takes rows and writes what they become
-in one transaction.
-
-A batch is stored as the spool stores it: one JSON array per event and line.
+A tracking hit is durable once its group commit appends it to a narrow log with no index
+but the primary key. The indexer (derive.py) drains the log into `events`, flags and
+counters a moment later. SQLite keeps the log in a file of its own beside the database, so
+an append never waits for a long derive transaction, one row per event, which the indexer
+copies with SQL alone. PostgreSQL keeps it in the `capture_log` table, one row per group
+commit holding the events as the spool does (one JSON array per event and line), so the
+indexer takes rows and writes what they become in one transaction.
 """
 
 from __future__ import annotations
@@ -24,28 +23,30 @@ import orjson
 
 from mailstats.kinds import KINDS
 from mailstats.store.base import Cursor, Event
+from mailstats.store.events import VALUE_COLUMNS
 
 _KINDS_BY_CODE = {kind.code: kind for kind in KINDS.values()}
 
 
 def encode(events: Iterable[Event]) -> bytes:
     """Events as JSON lines (what the spool and the capture log hold)."""
-    return b"".join(
-        orjson.dumps(
-            [
-                e.kind.code,
-                e.key.hex(),
-                e.ts,
-                e.account_id,
-                e.emailing_id,
-                e.destination_id,
-                e.link_id,
-                e.values,
-            ]
-        )
-        + b"\n"
-        for e in events
-    )
+    return b"".join(_line(e) for e in events)
+
+
+def _line(e: Event) -> bytes:
+    record = [e.kind.code, e.key.hex(), e.ts, e.account_id, e.emailing_id, e.destination_id,
+              e.link_id, e.values]  # fmt: skip
+    try:
+        return orjson.dumps(record) + b"\n"
+    except TypeError:  # a lone surrogate (from a report's bytes): not UTF-8, so replaced
+        record[7] = [_utf8(v) for v in e.values]
+        return orjson.dumps(record) + b"\n"
+
+
+def _utf8(value: object) -> object:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def decode(lines: Iterable[bytes]) -> Iterator[Event]:
@@ -75,7 +76,6 @@ def decode_batch(data: bytes) -> list[Event]:
 class Backlog:
     """Events captured but not derived yet, and when the oldest of them was captured."""
 
-    batches: int
     events: int
     oldest: float | None  # epoch seconds
 
@@ -88,11 +88,12 @@ class Backlog:
 
 @dataclass(frozen=True)
 class Taken:
-    """Batches read from the log: their row IDs and their events, in capture order."""
+    """Batches taken off the log, in capture order: their row IDs, their events, and when
+    each batch was captured."""
 
     ids: list[int]
     events: list[Event]
-    captured: list[float]  # capture time of each batch
+    captured: list[float]
 
 
 class CaptureLog(abc.ABC):
@@ -110,76 +111,75 @@ class CaptureLog(abc.ABC):
 
 
 class SQLiteCapture(CaptureLog):
-    """The log in its own SQLite file (WAL, synchronous FULL), one row per batch."""
+    """The log as a table in a SQLite file of its own (WAL, synchronous FULL): one row per
+    event, nothing but the primary key, so the indexer copies it with SQL alone."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._conn = self._connect()
-        self._conn.execute(_SQLITE_TABLE)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in ("journal_mode = WAL", "synchronous = FULL", "busy_timeout = 10000"):
-            conn.execute(f"PRAGMA {pragma}")
-        return conn
+            self._conn.execute(f"PRAGMA {pragma}")
+        self._conn.execute(SQLITE_TABLE)
+        self._sql: dict[tuple[str, ...], str] = {}
 
     def append(self, events: Sequence[Event]) -> None:
-        data = encode(events)
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO log (n, ts, data) VALUES (?, ?, ?)", (len(events), time.time(), data)
+        names, rows = _columns(events, time.time())
+        sql = self._sql.get(names)
+        if sql is None:
+            marks = ", ".join("?" for _ in range(len(names) + 8))
+            sql = self._sql[names] = (
+                "INSERT INTO log (captured, kind, key, ts, account_id, emailing_id,"
+                f" destination_id, link_id{''.join(', ' + n for n in names)}) VALUES ({marks})"
             )
-
-    def take(self, limit: int) -> Taken:
-        """The oldest batches, about `limit` events in all (at least one batch)."""
-        ids: list[int] = []
-        events: list[Event] = []
-        captured: list[float] = []
         with self._lock:
-            rows = self._conn.execute("SELECT id, ts, n FROM log ORDER BY id LIMIT ?", (limit,))
-            count = 0
-            for row_id, ts, n in rows:  # read lazily: stop once the batches hold `limit`
-                if ids and count + n > limit:
-                    break
-                ids.append(row_id)
-                captured.append(ts)
-                count += n
-            rows.close()
-            if ids:
-                found = self._conn.execute(
-                    "SELECT data FROM log WHERE id >= ? AND id <= ? ORDER BY id", (ids[0], ids[-1])
-                )
-                for (data,) in found:
-                    events.extend(decode_batch(data))
-        return Taken(ids, events, captured)
-
-    def remove(self, ids: Sequence[int]) -> None:
-        if not ids:
-            return
-        with self._lock:
-            self._conn.execute(
-                "DELETE FROM log WHERE id IN (SELECT value FROM json_each(?))",
-                (orjson.dumps(list(ids)).decode(),),
-            )
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(sql, rows)
+            except BaseException:
+                self._conn.rollback()
+                raise
+            self._conn.execute("COMMIT")
 
     def backlog(self) -> Backlog:
         with self._lock:
-            row = self._conn.execute("SELECT count(*), sum(n), min(ts) FROM log").fetchone()
-        return Backlog(int(row[0]), int(row[1] or 0), row[2])
+            row = self._conn.execute("SELECT count(*), min(captured) FROM log").fetchone()
+        return Backlog(int(row[0]), row[1])
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
 
-_SQLITE_TABLE = """
+# Every event column the kinds have; a batch fills only those its kinds use.
+SQLITE_TABLE = f"""
 CREATE TABLE IF NOT EXISTS log (
-    id   INTEGER PRIMARY KEY,
-    n    INTEGER NOT NULL,
-    ts   REAL NOT NULL,
-    data BLOB NOT NULL
+    id             INTEGER PRIMARY KEY,
+    captured       REAL NOT NULL,
+    kind           INTEGER NOT NULL,
+    key            BLOB NOT NULL,
+    ts             INTEGER NOT NULL,
+    account_id     INTEGER NOT NULL,
+    emailing_id    INTEGER NOT NULL,
+    destination_id INTEGER NOT NULL,
+    link_id        INTEGER NOT NULL{"".join(f", {name}" for name in VALUE_COLUMNS)}
 )"""
+
+
+def _columns(events: Sequence[Event], captured: float) -> tuple[tuple[str, ...], list[Any]]:
+    """The value columns the batch's kinds use, and a row per event for them."""
+    kinds = {e.kind for e in events}
+    used = {c.name for kind in kinds for c in kind.columns}
+    names = tuple(name for name in VALUE_COLUMNS if name in used)
+    where = {kind: [names.index(c.name) for c in kind.columns] for kind in kinds}
+    rows = []
+    for e in events:
+        values: list[Any] = [None] * len(names)
+        for at, value in zip(where[e.kind], e.values, strict=True):
+            values[at] = value
+        rows.append((captured, e.kind.code, e.key, e.ts, e.account_id, e.emailing_id,
+                     e.destination_id, e.link_id, *values))  # fmt: skip
+    return names, rows
 
 
 class PostgresCapture(CaptureLog):
@@ -211,8 +211,8 @@ class PostgresCapture(CaptureLog):
 
     def backlog(self) -> Backlog:
         with self._pool.connection() as conn:
-            row = conn.execute("SELECT count(*), sum(n), min(ts) FROM capture_log").fetchone()
-        return Backlog(int(row[0]), int(row[1] or 0), row[2])
+            row = conn.execute("SELECT sum(n), min(ts) FROM capture_log").fetchone()
+        return Backlog(int(row[0] or 0), row[1])
 
 
 # The oldest batches that hold about `limit` events (at least one). The caller holds the

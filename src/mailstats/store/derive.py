@@ -97,7 +97,7 @@ class Indexer:
         """Wait until everything captured so far is derived (by whichever process holds the
         role); False if that took longer than `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        while self.backend.capture.backlog().batches:
+        while self.backend.capture.backlog().events:
             if time.monotonic() > deadline:
                 return False
             self._wake.set()
