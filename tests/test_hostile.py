@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -190,3 +192,23 @@ def test_tracking_garbage_is_plain_4xx(http: TestClient, app: App, path: str) ->
 def test_tracking_wrong_method(http: TestClient) -> None:
     r = http.request("DELETE", "/c/AQHqEUzNc_DFcstVzgQ")
     assert r.status_code == 405
+
+
+@pytest.mark.backends("sqlite")
+def test_a_request_line_past_the_parser_limit_gets_the_copernica_error(db_url: str) -> None:
+    """The HTTP server's own refusals (here a 200 kB query string) keep the API's shape."""
+    import socket
+
+    from tests import server
+
+    with server.running(db_url) as srv, socket.create_connection(("127.0.0.1", srv.port)) as s:
+        s.sendall(b"GET /v2/ms/clicks?access_token=" + b"a" * 200_000 + b" HTTP/1.1\r\n\r\n")
+        s.settimeout(10)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    message = json.loads(body)["error"]["message"]
+    assert list(json.loads(body)) == ["error"] and "too long" in message

@@ -1,12 +1,13 @@
 """The capture log: what a visitor waits for, and nothing more.
 
-A tracking hit is durable once its group commit appends it to a narrow log with no index
-but the primary key. The indexer (derive.py) drains the log into `events`, flags and
-counters a moment later. SQLite keeps the log in a file of its own beside the database, so
-an append never waits for a long derive transaction, one row per event, which the indexer
-copies with SQL alone. PostgreSQL keeps it in the `capture_log` table, one row per group
-commit holding the events as the spool does (one JSON array per event and line), so the
-indexer takes rows and writes what they become in one transaction.
+A tracking hit is durable once its group commit appends it to a narrow log: one row per
+event with no index but the primary key, which the indexer (derive.py) copies into
+`events`, flags and counters a moment later with SQL alone. SQLite keeps the log in a file
+of its own beside the database, so an append never waits for a long derive transaction;
+PostgreSQL keeps it in the `capture_log` table, so the indexer takes rows off it and writes
+what they become in one transaction.
+
+The spool holds events as JSON lines (`encode`, `decode`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 
 from mailstats.kinds import KINDS
-from mailstats.store.base import Cursor, Event
+from mailstats.store.base import Event
 from mailstats.store.events import VALUE_COLUMNS
 
 _KINDS_BY_CODE = {kind.code: kind for kind in KINDS.values()}
@@ -68,10 +69,6 @@ def decode(lines: Iterable[bytes]) -> Iterator[Event]:
         )
 
 
-def decode_batch(data: bytes) -> list[Event]:
-    return list(decode(data.splitlines()))
-
-
 @dataclass(frozen=True)
 class Backlog:
     """Events captured but not derived yet, and when the oldest of them was captured."""
@@ -84,16 +81,6 @@ class Backlog:
         if self.oldest is None:
             return 0.0
         return max(0.0, (time.time() if now is None else now) - self.oldest)
-
-
-@dataclass(frozen=True)
-class Taken:
-    """Batches taken off the log, in capture order: their row IDs, their events, and when
-    each batch was captured."""
-
-    ids: list[int]
-    events: list[Event]
-    captured: list[float]
 
 
 class CaptureLog(abc.ABC):
@@ -183,46 +170,34 @@ def _columns(events: Sequence[Event], captured: float) -> tuple[tuple[str, ...],
 
 
 class PostgresCapture(CaptureLog):
-    """The log as the `capture_log` table of the database itself."""
+    """The log as the `capture_log` table of the database itself, one row per event; a
+    group commit is one statement (its columns as arrays)."""
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
+        self._sql: dict[tuple[str, ...], str] = {}
 
     def append(self, events: Sequence[Event]) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO capture_log (n, ts, data) VALUES (%s, %s, %s)",
-                (len(events), time.time(), encode(events)),
-                prepare=True,
+        names, rows = _columns(events, time.time())
+        sql = self._sql.get(names)
+        if sql is None:
+            columns = ("kind", "key", "ts", "account_id", "emailing_id", "destination_id",
+                       "link_id", *names)  # fmt: skip
+            marks = ", ".join(f"%b::{_PG_TYPES.get(c, 'text')}[]" for c in columns)
+            sql = self._sql[names] = (
+                f"INSERT INTO capture_log (captured, {', '.join(columns)})"
+                f" SELECT %b, * FROM unnest({marks})"
             )
-
-    @staticmethod
-    def take(cur: Cursor, limit: int) -> Taken:
-        """Delete the oldest batches inside the caller's transaction and return them: a
-        rollback puts them back."""
-        rows = cur.execute(_PG_TAKE, (limit, limit)).fetchall()
-        rows.sort(key=lambda r: r[0])
-        ids, events, captured = [], [], []
-        for row_id, ts, data in rows:
-            ids.append(int(row_id))
-            captured.append(float(ts))
-            events.extend(decode_batch(bytes(data)))
-        return Taken(ids, events, captured)
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        with self._pool.connection() as conn:
+            conn.execute(sql, [rows[0][0], *arrays[1:]])
 
     def backlog(self) -> Backlog:
         with self._pool.connection() as conn:
-            row = conn.execute("SELECT sum(n), min(ts) FROM capture_log").fetchone()
-        return Backlog(int(row[0] or 0), row[1])
+            row = conn.execute("SELECT count(*), min(captured) FROM capture_log").fetchone()
+        return Backlog(int(row[0]), row[1])
 
 
-# The oldest batches that hold about `limit` events (at least one). The caller holds the
-# events lock, so a second indexer (a node whose role was taken over) waits, then finds
-# the rows gone.
-_PG_TAKE = """
-DELETE FROM capture_log WHERE id IN (
-    SELECT id FROM (
-        SELECT id, sum(n) OVER (ORDER BY id) - n AS before
-        FROM (SELECT id, n FROM capture_log ORDER BY id LIMIT %s) oldest
-    ) s WHERE before < %s
-) RETURNING id, ts, data
-"""
+_PG_TYPES = {"kind": "smallint", "key": "bytea", "ts": "bigint", "account_id": "bigint",
+             "emailing_id": "bigint", "destination_id": "bigint", "link_id": "bigint",
+             "attempts": "bigint"}  # fmt: skip

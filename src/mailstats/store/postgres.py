@@ -22,12 +22,12 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
-from mailstats.kinds import DELIVERIES, KINDS
+from mailstats.kinds import CLICKS, DELIVERIES, KINDS
 from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import PostgresCapture
-from mailstats.store.derive import Derived, resolve
-from mailstats.store.events import INSERT_COLUMNS, event_row
+from mailstats.store.derive import Derived
+from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS, event_row
 from mailstats.store.partitions import Partitions
 
 log = logging.getLogger("mailstats.store")
@@ -55,19 +55,16 @@ RECENTLY_USED = 2.0
 _SESSION_OPTIONS = "-c lock_timeout=5s -c idle_in_transaction_session_timeout=60s"
 
 
+def _unseat(conn: psycopg.Connection[Any], ids: list[int], stamps: list[int], bits: int) -> None:
+    """Clear the flags of events that earlier ones took `first` from, and their blocks'."""
+    if ids:  # earlier events arrived late; rare, so one statement each
+        with conn.cursor() as cur:
+            cur.executemany(_UNSEAT.format(bits=bits), list(zip(ids, stamps, strict=True)))
+
+
 class _NeedsPartitions(Exception):
     def __init__(self, stamps: set[int]) -> None:
         self.stamps = stamps
-
-
-def _fetcher(cur: Any) -> Any:
-    """`fetch` on the caller's cursor, for reads inside its transaction."""
-
-    def fetch(sql: str, params: Params = ()) -> list[Row]:
-        result: list[Row] = cur.execute(sql, params).fetchall()
-        return result
-
-    return fetch
 
 
 class PostgresBackend(Backend):
@@ -158,12 +155,7 @@ class PostgresBackend(Backend):
         row = conn.execute(sql, params, prepare=False).fetchone()
         assert row is not None
         new, unseated_ids, unseated_ts = row
-        if unseated_ids:  # earlier events arrived late; rare, so one statement each
-            with conn.cursor() as cur:
-                cur.executemany(
-                    _UNSEAT.format(bits=bits),
-                    list(zip(unseated_ids, unseated_ts, strict=True)),
-                )
+        _unseat(conn, unseated_ids, unseated_ts, bits)
         return int(new)
 
     @property
@@ -171,23 +163,29 @@ class PostgresBackend(Backend):
         return self._capture
 
     def derive(self, limit: int) -> Derived:
-        """Take the oldest batches off the log and store their events in one transaction:
-        a failure anywhere puts the batches back."""
+        """Take the oldest events off the log and store them, in one statement and one
+        transaction: a failure anywhere puts them back."""
+        bits = self.block_bits()
         for _ in range(2):
             try:
-                with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-                    taken = PostgresCapture.take(cur, limit)
-                    if not taken.ids:
+                with self.pool.connection() as conn, conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+                    # the months the events need must have their partitions (made under
+                    # the same lock, so outside this transaction)
+                    span = conn.execute(_LOG_SPAN, (limit,)).fetchone()
+                    if span is None or span[0] is None:
                         return Derived()
-                    stamps = {event.ts for event in taken.events}
-                    if stamps and not self.partitions.cover(stamps):
-                        raise _NeedsPartitions(stamps)  # rolls back: the batches stay
-                    events, dropped = resolve(_fetcher(cur), self.queries, taken.events)
-                    stored = self._insert(conn, events)
-                    return Derived(len(taken.events), stored, dropped, taken.captured)
+                    low, high = span
+                    if not self.partitions.cover({int(low), int(high)}):
+                        raise _NeedsPartitions({int(low), int(high)})
+                    sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
+                    row = conn.execute(sql, (limit,), prepare=False).fetchone()
+                    assert row is not None
+                    new, unseated_ids, unseated_ts, taken, batched, captured = row
+                    _unseat(conn, unseated_ids, unseated_ts, bits)
+                    return Derived(int(taken), int(new), int(taken) - int(batched),
+                                   [float(captured)])  # fmt: skip
             except _NeedsPartitions as needs:
-                # made outside the events lock (making one takes it), then the step again
                 self.partitions.ensure(needs.stamps)
         return Derived()
 
@@ -314,6 +312,34 @@ def _batch(events: Sequence[Event], bits: int) -> tuple[str, list[list[Any]]]:
     return _insert_sql(tuple(names), bits), arrays
 
 
+_LOG_COLUMNS = ("kind", "key", "ts", "account_id", "emailing_id", "destination_id", "link_id",
+                *VALUE_COLUMNS)  # fmt: skip
+_BOUNDS = {c.name: c.max_length for k in KINDS.values() for c in k.columns if c.type != "int"}
+# The oldest `limit` rows of the log: their time span.
+_LOG_SPAN = """
+SELECT min(ts), max(ts) FROM (SELECT ts FROM capture_log ORDER BY id LIMIT %s) oldest
+"""
+# The same rows taken off the log as the batch of the insert: hits (account 0) get their
+# account and emailing from their destination; those naming no destination, or a link of
+# another emailing (only a token signed for another database can), are dropped.
+_LOG_SOURCE = f"""
+taken AS (
+    DELETE FROM capture_log WHERE id IN (SELECT id FROM capture_log ORDER BY id LIMIT %s)
+    RETURNING *
+), batch AS (
+    SELECT t.kind, t.key, t.ts,
+        CASE WHEN t.account_id = 0 THEN d.account_id ELSE t.account_id END AS account_id,
+        CASE WHEN t.account_id = 0 THEN d.emailing_id ELSE t.emailing_id END AS emailing_id,
+        t.destination_id, t.link_id,
+        {", ".join(f"left(t.{n}, {_BOUNDS[n]}) AS {n}" if n in _BOUNDS else f"t.{n}" for n in VALUE_COLUMNS)},
+        t.id AS n
+    FROM taken t
+    LEFT JOIN destinations d ON t.account_id = 0 AND d.id = t.destination_id
+    LEFT JOIN links l ON t.account_id = 0 AND t.kind = {CLICKS.code} AND l.id = t.link_id
+    WHERE t.account_id <> 0
+        OR (d.id IS NOT NULL AND (t.kind <> {CLICKS.code} OR l.emailing_id = d.emailing_id))
+)"""
+
 # An event that lost its `first` flag to an earlier one, and its block's count of flags.
 _UNSEAT = """
 WITH unseated AS (
@@ -326,7 +352,7 @@ WHERE (b.account_id, b.kind, b.block, b.emailing_id) = (u.account_id, u.kind, u.
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(names: tuple[str, ...], bits: int) -> str:
+def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
     """One statement for a whole batch, its columns passed as binary arrays.
 
     It does what SQLite's insert_events does event by event: a replay (a key already
@@ -341,6 +367,13 @@ def _insert_sql(names: tuple[str, ...], bits: int) -> str:
     """
     arrays = ", ".join(f"%b::{_INSERT_TYPES[name]}[]" for name in names)
     listed = ", ".join(names)
+    batch = source or f"batch AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS b({listed}, n))"
+    extra = (
+        ", (SELECT count(*) FROM taken), (SELECT count(*) FROM batch),"
+        " (SELECT min(captured) FROM taken)"
+        if source
+        else ""
+    )
     values = ", ".join(f"f.{name}" for name in names)
     group = "kind, destination_id, link_id"
     retry = f"a.kind = {DELIVERIES.code} AND a.attempts > 1"
@@ -358,9 +391,7 @@ def _insert_sql(names: tuple[str, ...], bits: int) -> str:
     INSERT INTO retried (destination_id) SELECT destination_id FROM flagged"""
         join = " LEFT JOIN flagged fl USING (id)"
     return f"""
-WITH batch AS (
-    SELECT * FROM unnest({arrays}) WITH ORDINALITY AS b({listed}, n)
-), fresh AS (
+WITH {batch}, fresh AS (
     SELECT DISTINCT ON (b.key) b.* FROM batch b
     WHERE NOT EXISTS (SELECT FROM event_keys k WHERE k.key = b.key)
     ORDER BY b.key, b.n
@@ -395,4 +426,4 @@ WITH batch AS (
 )
 SELECT (SELECT count(*) FROM added),
     ARRAY(SELECT held_id FROM won WHERE held_id IS NOT NULL),
-    ARRAY(SELECT held_ts FROM won WHERE held_id IS NOT NULL)"""
+    ARRAY(SELECT held_ts FROM won WHERE held_id IS NOT NULL){extra}"""
