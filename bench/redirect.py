@@ -28,6 +28,7 @@ class Run:
     load: wrk.Load
     cpu_us: float  # server CPU time per request, all its processes
     stored: int = 0  # clicks committed while the measured run lasted
+    backlog: int = 0  # events captured and not derived yet as the run ended
 
 
 def write_paths(store: Store, data: DataSet, count: int) -> Path:
@@ -69,11 +70,15 @@ def _load(server: Process, paths: Path, scale: Scale, workers: int, store: Store
     """Warm up, then the measured run; with `store`, count the clicks it stored."""
     wrk.run(server.url, paths, scale.warmup_seconds, scale.connections)
     time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while store and store.backlog().events and time.monotonic() < deadline:
+        time.sleep(0.1)  # the warm-up's clicks get their IDs before `before` is read
     before = last_id(store) if store else 0
     cpu = tree_cpu_seconds(server.pid)
     load = wrk.run(server.url, paths, scale.wrk_seconds, scale.connections)
     cpu_us = (tree_cpu_seconds(server.pid) - cpu) / max(1, load.requests) * 1e6
-    return Run(workers, load, cpu_us, settled_clicks(store, before) if store else 0)
+    backlog = store.backlog().events if store else 0
+    return Run(workers, load, cpu_us, settled_clicks(store, before) if store else 0, backlog)
 
 
 def _nginx(paths: Path, scale: Scale, log: Callable[[str], None]) -> Run:
@@ -90,7 +95,8 @@ def _mailstats(db: Database, store: Store, paths: Path, scale: Scale, workers: i
         run = _load(server, paths, scale, workers, store)
     log(f"  mailstats, {workers} worker(s): {run.load.rps:,.0f} requests/s,"
         f" p99 {run.load.p99_ms:.2f} ms, {run.cpu_us:.0f} µs CPU per request,"
-        f" {run.load.redirects:,} 302s, {run.stored:,} stored")  # fmt: skip
+        f" {run.load.redirects:,} 302s, {run.stored:,} stored,"
+        f" {run.backlog:,} not derived yet as wrk ended")  # fmt: skip
     return run
 
 
@@ -108,7 +114,8 @@ def _results(db: Database, ceiling: Run, runs: list[Run], scale: Scale) -> list[
         f"{best.workers} worker(s) (the better; {other.workers}: {other.load.rps:,.0f}/s);"
         f" {scale.connections} connections, {scale.tokens:,} tokens, {scale.wrk_seconds} s;"
         f" wrk counted {best.load.redirects:,} 302s and {best.load.errors} errors,"
-        f" {best.stored:,} clicks stored ({lost}); {spooled(db)} events in the spool"
+        f" {best.stored:,} clicks stored ({lost}); {spooled(db)} events in the spool;"
+        f" {best.backlog:,} events not derived yet as wrk ended"
     )
     return [
         Result("redirect", backend, best.load.rps, "req/s", ceiling.load.rps,
