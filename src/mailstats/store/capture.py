@@ -133,6 +133,11 @@ class SQLiteCapture(CaptureLog):
             row = self._conn.execute("SELECT count(*), min(captured) FROM log").fetchone()
         return Backlog(int(row[0]), row[1])
 
+    def waiting(self) -> bool:
+        """Whether anything waits to be derived (cheaper than counting it)."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM log LIMIT 1").fetchone() is not None
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

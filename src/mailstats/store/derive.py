@@ -26,6 +26,10 @@ log = logging.getLogger("mailstats.derive")
 # Events per derive transaction: large enough that per-statement costs vanish, small
 # enough that the events lock is held for tens of milliseconds.
 BATCH = 10_000
+# Seconds between derive steps while the indexer keeps up: events become visible within
+# about this much (plus the step itself), and a step's fixed costs are spread over all the
+# events that gathered meanwhile.
+INTERVAL = 0.1
 
 
 @dataclass
@@ -75,23 +79,19 @@ def resolve(fetch: Callable[[str, Params], list[Row]], queries: dict[str, str],
 class Indexer:
     """A thread that derives the capture log whenever this process holds the indexer role."""
 
-    def __init__(self, backend: Backend, *, batch: int = BATCH, idle: float = 0.02,
+    def __init__(self, backend: Backend, *, batch: int = BATCH, interval: float = INTERVAL,
                  role_retry: float = 1.0) -> None:  # fmt: skip
         self.backend = backend
         self.batch = batch
-        self.idle = idle
+        self.interval = interval
         self.role_retry = role_retry
         self.derived = 0
         self.dropped = 0
         self.lag = 0.0  # seconds from capture to visibility of the last derived batch
-        self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mailstats-indexer", daemon=True)
         self._thread.start()
-
-    def wake(self) -> None:
-        """Something was captured: derive soon."""
-        self._wake.set()
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything captured so far is derived (by whichever process holds the
@@ -100,7 +100,7 @@ class Indexer:
         while self.backend.capture.backlog().events:
             if time.monotonic() > deadline:
                 return False
-            self._wake.set()
+            self._hurry.set()
             time.sleep(0.001)
         return True
 
@@ -118,6 +118,7 @@ class Indexer:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            began = time.monotonic()
             try:
                 if not self.backend.indexer_role():
                     self._stop.wait(self.role_retry)
@@ -127,15 +128,17 @@ class Indexer:
                 log.warning("derive deferred: %s", exc)
                 self._stop.wait(self.role_retry)
                 continue
-            if done.taken == 0:
-                self._wake.wait(self.idle)
-                self._wake.clear()
+            if done.taken < self.batch:
+                # caught up: the next batch gathers for `interval` (a step costs about the
+                # same for 10 events as for 1,000); `drain` cuts the wait short
+                self._hurry.wait(max(0.0, self.interval - (time.monotonic() - began)))
+                self._hurry.clear()
 
     def close(self, drain: float = 5.0) -> None:
         """Stop; as the role holder, first derive what is left for up to `drain` seconds.
         Anything still in the log then waits there for the next indexer."""
         self._stop.set()
-        self._wake.set()
+        self._hurry.set()
         self._thread.join()
         deadline = time.monotonic() + drain
         try:

@@ -149,7 +149,8 @@ class SQLiteBackend(Backend):
         """Derive the oldest `limit` events of the log. They leave it after their events
         are committed, so a crash in between derives them again, and their keys store them
         once. `trim` False leaves them there (to show exactly that)."""
-        self.capture  # noqa: B018 - the log file exists before it is read
+        if not self.capture.waiting():
+            return Derived()  # nothing waits: no write transaction either
         with self._transaction() as cur:
             span = cur.execute(
                 "SELECT min(id), max(id), count(*), min(captured)"

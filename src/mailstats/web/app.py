@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mailstats.errors import MailstatsError
 from mailstats.settings import Settings
-from mailstats.store import Event, Store, open_store
+from mailstats.store import Store, open_store
 from mailstats.store.derive import Indexer
 from mailstats.store.writer import Writer
 from mailstats.tracking.tokens import Signer
@@ -69,7 +69,7 @@ class App:
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         self.indexer = Indexer(self.store.backend)
         writer = Writer(
-            self._capture,
+            self.store.capture_events,
             settings.spool_path,
             batch_max=settings.batch_max,
             batch_wait=settings.batch_wait_ms / 1000,
@@ -100,10 +100,6 @@ class App:
         self.api.state.mailstats = self.state
         self.api.router.redirect_slashes = False
         self._closed = False
-
-    def _capture(self, events: Sequence[Event]) -> None:
-        self.store.capture_events(events)
-        self.indexer.wake()
 
     @asynccontextmanager
     async def _lifespan(self, app: Any) -> AsyncIterator[None]:
