@@ -256,6 +256,12 @@ class Store:
         row = self._one("destination_by_message_key", {"key": key, "account_id": account_id})
         return int(row[0]) if row else None
 
+    def destination_by_email(self, account_id: int, emailing_id: int, email: str) -> int | None:
+        """The emailing's (first) destination with this address, in any case."""
+        params = {"emailing_id": emailing_id, "email": email, "account_id": account_id}
+        row = self._one("destination_by_email", params)
+        return int(row[0]) if row else None
+
     def tracking_destination(self, destination_id: int) -> tuple[int, int, dict[str, Any]] | None:
         """(account, emailing, fields) of a destination, for the tracking endpoints."""
         row = self._one("destination_for_tracking", {"id": destination_id})

@@ -16,3 +16,8 @@ SELECT url FROM links WHERE id = :id AND emailing_id = :emailing_id;
 
 -- name: destination_by_message_key
 SELECT id FROM destinations WHERE message_key = :key AND account_id = :account_id;
+
+-- name: destination_by_email
+SELECT id FROM destinations
+WHERE emailing_id = :emailing_id AND lower(email) = lower(:email) AND account_id = :account_id
+ORDER BY id LIMIT 1;
