@@ -314,10 +314,10 @@ def test_ingest_mail_reads_the_sample_reports(
 def test_ingest_mail_names_a_malformed_file_and_stores_nothing(
     db_url: str, db: Store, destination: tuple[int, str], tmp_path: Path
 ) -> None:
-    bad = REPORTS / "dsn" / "malformed_missing_delivery_status.eml"
+    bad = REPORTS / "dsn" / "malformed_no_identifiers.eml"
     result = run("ingest-mail", "--account", "acme", "--db", db_url, str(bad))
     assert result.exit_code == 1
-    assert str(bad) in result.stderr and "delivery-status" in result.stderr
+    assert str(bad) in result.stderr and "no identifier" in result.stderr
     assert _stored(db, "errors") == [] and _stored(db, "abuses") == []
 
     good = tmp_path / "bounce.eml"

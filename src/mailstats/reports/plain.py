@@ -182,10 +182,20 @@ def parse_plain(envelope: Message) -> list[BounceEvent]:
         raise ReportError("bounce has no identifier of the original message")
     when = parse_date(header(envelope, "date"))
     action = "delayed" if family.delayed else "failed"
+    if len(found) == 1 and not found[0][1].strip():  # named only in a header
+        found = [(found[0][0], _paragraph_of(notice, family.opening))]
     return [
         failure(ids, addr, when, _description(said, notice, len(found) == 1), action=action)
         for addr, said in found[:MAX_RECIPIENTS]
     ]
+
+
+def _paragraph_of(text: str, pattern: re.Pattern[str]) -> str:
+    """The paragraph in which `pattern` is found: the bounce's own sentence of why."""
+    for paragraph in re.split(r"\n\s*\n", text):
+        if pattern.search(paragraph):
+            return paragraph
+    return ""
 
 
 def _line_of(text: str, at: int) -> str:
