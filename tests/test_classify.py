@@ -78,7 +78,7 @@ def test_hard_only_for_reasons_that_mean_never(why: str) -> None:
 
 
 def test_hard_reasons_are_the_documented_three() -> None:
-    assert HARD_REASONS == {"userunknown", "hostunknown", "hasmoved"}
+    assert {"userunknown", "hostunknown", "hasmoved"} == HARD_REASONS
 
 
 def test_implied_status_takes_the_class_given() -> None:

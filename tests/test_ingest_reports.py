@@ -24,8 +24,8 @@ from mailstats.web.app import App, create_app
 from tests.helpers import (
     add_destinations,
     error,
-    make_emailing,
     mailing,
+    make_emailing,
     message_key,
     page,
     report_with_key,
