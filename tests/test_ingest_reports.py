@@ -206,3 +206,43 @@ def test_a_bad_certificate_file_is_a_settings_error(settings: Settings, tmp_path
 
 def test_labels_cover_the_sns_sample() -> None:
     assert "ses/sns_bounce.json" not in LABELS  # posted over HTTP above, not as an email
+
+
+# --- extended=true: the reason ----------------------------------------------------------
+
+
+def test_reasons_only_with_extended_and_counted_in_statistics(
+    app: App, http: TestClient, token: str
+) -> None:
+    emailing = make_emailing(http, token, "<p>Hi</p>")
+    one, two, three = add_destinations(http, token, emailing, *({"email": e} for e in (
+        "one@example.org", "two@example.org", "three@example.org")))  # fmt: skip
+    assert post(http, token, report_with_key("dsn/three_recipients.eml",
+                                             message_key(app, one))).status_code == 201  # fmt: skip
+    r = http.post(f"/v2/ms/destination/{two}/errors?access_token={token}",
+                  json={"status": "5.7.1", "description": "blocked using zen.spamhaus.org",
+                        "errortype": "soft"})  # fmt: skip
+    assert r.status_code == 201
+    plain = page(http, token, f"ms/emailing/{emailing}/errors")["data"]
+    assert all("reason" not in item for item in plain)
+    assert list(plain[0]) == ["ID", "mailing", "timestamp", "status", "errorcode",
+                              "description", "errortype", "destination", "profile",
+                              "subprofile"]  # fmt: skip
+    extended = page(http, token, f"ms/emailing/{emailing}/errors", "extended=true")["data"]
+    assert [i["reason"] for i in extended] == ["userunknown", "mailboxfull", "suspend", "blocked"]
+    assert [{k: v for k, v in i.items() if k != "reason"} for i in extended] == plain
+    only = page(http, token, "ms/errors", "extended=true&fields[]=reason==mailboxfull")
+    assert [i["destination"] for i in only["data"]] == [str(two)]
+
+    stats = http.get(f"/v2/ms/emailing/{emailing}/statistics", params={"access_token": token})
+    assert stats.json()["errors"] == {"total": 4, "unique": 3}
+    counted = http.get(f"/v2/ms/emailing/{emailing}/statistics",
+                       params={"access_token": token, "extended": "true"}).json()  # fmt: skip
+    assert counted["errors"] == {"total": 4, "unique": 3, "reasons": {
+        "blocked": 1, "mailboxfull": 1, "suspend": 1, "userunknown": 1}}  # fmt: skip
+    assert {k: v for k, v in counted.items() if k != "errors"} == {
+        k: v for k, v in stats.json().items() if k != "errors"
+    }
+    bad = http.post(f"/v2/ms/destination/{three}/errors?access_token={token}",
+                    json={"status": "5.1.1", "reason": "gone"})  # fmt: skip
+    assert "Invalid value for 'reason'" in error(bad)

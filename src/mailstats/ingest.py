@@ -19,12 +19,14 @@ import orjson
 from mailstats.errors import InvalidParameter
 from mailstats.kinds import KINDS, Kind
 from mailstats.reports import (
+    REASONS,
     BounceEvent,
     DeliveryEvent,
     NotABounce,
     Report,
     ReportError,
     ReportEvents,
+    classify,
     parse_report,
 )
 from mailstats.reports.ses import parse_ses
@@ -106,8 +108,19 @@ def _event(
     values = tuple(_column_value(c.name, c.type, data.get(c.name)) for c in kind.columns)
     if kind.name == "deliveries" and values[0] is None:
         values = (1,)
+    if kind.name == "errors":
+        values = (*values[:4], _reason(values[4], values[0], values[2]))
     key = event_key(account_id, data.get("key"))
     return Event(kind, key, ts, account_id, emailing_id, destination_id, 0, values)
+
+
+def _reason(given: str | None, status: str | None, description: str | None) -> str:
+    """A reported error's reason: the one given, else what its status and words say."""
+    if given is None:
+        return classify.reason(status or "", description or "")
+    if given not in REASONS:
+        raise InvalidParameter(f"Invalid value for 'reason': one of {', '.join(REASONS)}")
+    return given
 
 
 class _Times:
@@ -251,6 +264,7 @@ def _item_event(account_id: int, dest: Destination, item: Report, digest: str, t
         data: dict[str, Any] = {
             "status": item.status, "errorcode": item.errorcode,
             "description": item.description, "errortype": item.errortype,
+            "reason": item.reason,
         }  # fmt: skip
         kind = KINDS["errors"]
     elif isinstance(item, DeliveryEvent):

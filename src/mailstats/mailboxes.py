@@ -22,7 +22,11 @@ class Source:
     def count(self) -> int:
         """How many messages it holds (for the progress bar)."""
         if self.kind == "mbox":
-            return len(_mbox(self.path))
+            box = _mbox(self.path)
+            try:
+                return len(box)
+            finally:
+                box.close()
         if self.kind == "maildir":
             return len(_maildir(self.path))
         return 1
@@ -35,8 +39,11 @@ class Source:
             yield self.path, Path(self.path).read_bytes()
         elif self.kind == "mbox":
             box = _mbox(self.path)
-            for number, key in enumerate(box.keys(), 1):
-                yield f"{self.path}#{number}", box.get_bytes(key)
+            try:
+                for number, key in enumerate(box.keys(), 1):
+                    yield f"{self.path}#{number}", box.get_bytes(key)
+            finally:
+                box.close()
         else:
             folder = _maildir(self.path)
             for key in sorted(folder.keys()):

@@ -366,6 +366,17 @@ class Store:
             "retries": retries,
         }
 
+    def error_reasons(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, int]:
+        """How many errors in scope and range have each reason, most first (then by name)."""
+        q = ev.where(KINDS["errors"], scope, ev.Filter(begin, end), self.backend.placeholder,
+                     self.backend.like)  # fmt: skip
+        sql = f"SELECT e.reason, count(*) FROM events e WHERE {q.where} GROUP BY e.reason"
+        counted = [(str(r or "undefined"), int(n)) for r, n in self.backend.fetch(sql, q.args)]
+        merged: dict[str, int] = {}
+        for name, n in counted:  # errors stored before reasons were kept count as undefined
+            merged[name] = merged.get(name, 0) + n
+        return dict(sorted(merged.items(), key=lambda item: (-item[1], item[0])))
+
     def destination_count(self, scope: Scope) -> int:
         if scope.destination_id is not None:
             return 1
