@@ -385,6 +385,11 @@ def test_ingest_mail_from_standard_input_as_a_pipe_delivers_it(
                               input=report_with_key("autoreply/rfc3834.eml", destination[1]))  # fmt: skip
     assert auto.exit_code == 0 and "not a bounce: an auto-reply" in auto.stdout
     assert len(_stored(db, "errors")) == 1
+    hello = b"From: someone@example.org\nSubject: hello\n\nHi!\n"
+    for flags, status in (([], 1), (["--pipe"], 0)):
+        result = CliRunner().invoke(cli, ["ingest-mail", "--account", "acme", "--db", db_url,
+                                          *flags], input=hello)  # fmt: skip
+        assert result.exit_code == status and "not a bounce or complaint" in result.stderr
 
 
 def test_ingest_mail_refuses_a_folder_that_is_no_maildir(db_url: str, tmp_path: Path) -> None:

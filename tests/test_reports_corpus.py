@@ -98,3 +98,34 @@ def test_not_a_report_is_refused_with_its_reason() -> None:
     with pytest.raises(ReportError, match="not a bounce or complaint") as caught:
         parse_report(b"From: a@example.org\nSubject: hello\n\nHi!\n")
     assert not isinstance(caught.value, NotABounce)
+
+
+BOUNCE_HEAD = (
+    b"From: MAILER-DAEMON@x.example\nSubject: Undelivered Mail Returned to Sender\n"
+    b"To: bounces+ms-AbcdEfgh12@mail.example.com\n\nThis is the mail system at host x.\n\n"
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        BOUNCE_HEAD + b"a@" + b"a." * 30000 + b"!\n",
+        BOUNCE_HEAD + b"<" + b"a@b." * 15000 + b"\n",
+        BOUNCE_HEAD + b"x" * 60000 + b"\n",
+        BOUNCE_HEAD
+        + b"\n".join(b"<u%d@example.org>: 550 5.1.1 user unknown" % i for i in range(3000)),
+        b"From: MAILER-DAEMON@x\nSubject: failure notice\nContent-Type: text/html\n\n"
+        + b"<a " * 80000,
+        b"From: MAILER-DAEMON@x\nSubject: failure notice\n\n"
+        + (b"delivered to a@" + b"b." * 400 + b" ") * 100,
+    ],
+    ids=["long-domain", "dotted-line", "long-line", "many-addresses", "unclosed-html", "sentences"],
+)
+def test_hostile_plain_text_is_read_or_refused(raw: bytes) -> None:
+    """Shapes that make careless patterns backtrack for minutes (pytest-timeout bounds it)."""
+    try:
+        events = parse_report(raw)
+    except ReportError as exc:
+        assert str(exc)
+    else:
+        assert 0 < len(events) <= 1000

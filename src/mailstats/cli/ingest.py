@@ -22,9 +22,12 @@ EX_TEMPFAIL = 75  # sysexits.h: an MTA's pipe keeps the message and tries again
 @click.command(name="ingest-mail")
 @click.argument("paths", nargs=-1, type=click.Path(allow_dash=True))
 @click.option("--account", required=True, help="The account the reports belong to.")
+@click.option("--pipe", is_flag=True,
+              help="As an MTA's pipe: exit 0 for a message that is not a report (so nothing "
+              "is sent back to its sender), 75 when the database cannot be reached.")  # fmt: skip
 @db_option
 def ingest_mail(
-    paths: tuple[str, ...], account: str, db: str | None, config_file: str | None
+    paths: tuple[str, ...], account: str, pipe: bool, db: str | None, config_file: str | None
 ) -> None:
     """Read bounces and complaints into errors and abuses, then print a summary.
 
@@ -33,6 +36,9 @@ def ingest_mail(
     named on stderr and stores nothing; auto-replies are counted as not a bounce.
 
     Example: mailstats ingest-mail --account acme bounces/*.eml ~/Maildir/.Bounces
+
+    Exit status: 0, or 1 when a message could not be read (0 with --pipe), or 75 when the
+    database failed (an MTA keeps the message and tries again).
     """
     try:
         sources = [mailboxes.source(p) for p in paths or ("-",)]
@@ -54,7 +60,7 @@ def ingest_mail(
         f"({tally['stored']} event(s) stored), {tally['not a bounce']} not a bounce, "
         f"{tally['unmatched']} unmatched, {tally['unreadable']} unreadable"
     )
-    if tally["unreadable"]:
+    if tally["unreadable"] and not pipe:
         raise SystemExit(1)
 
 

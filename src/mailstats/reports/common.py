@@ -186,7 +186,7 @@ def part_text(part: Message, limit: int = MAX_FIELD_CHARS) -> str:
         return data.decode("utf-8", "replace")
 
 
-_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^<>]*>")  # never across another "<": linear on unclosed tags
 _BREAK = re.compile(r"<\s*(br|/p|/div|/tr|/li|/h\d)\b[^>]*>", re.IGNORECASE)
 _ENTITIES = {"&nbsp;": " ", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&amp;": "&"}
 

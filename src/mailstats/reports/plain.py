@@ -111,11 +111,11 @@ FAMILIES = (
 
 # Where the returned message starts: nothing after this is the bounce's own words.
 _COPY = re.compile(
-    r"^.*(below this line is a copy of the message|this is a copy of the message|"
+    r"below this line is a copy of the message|this is a copy of the message|"
     r"original message (follows|headers?)|below is a copy of the original message|"
     r"headers? of the original message|message headers follow|returned message follows|"
-    r"^-+ ?original message ?-+|undelivered message headers?:).*$",
-    re.IGNORECASE | re.MULTILINE,
+    r"-+ ?original message ?-+|undelivered message headers?:",
+    re.IGNORECASE,
 )
 _BOUNCE_SENDER = re.compile(r"mailer-daemon|postmaster|mail delivery|mail ?delivery ?system|"
                             r"mdaemon|noreply-dmarc|bounce", re.IGNORECASE)  # fmt: skip
@@ -146,6 +146,7 @@ _LEAD = re.compile(r"^(remote host said|the error that the other server returned
                    r"the response (from the remote server )?was|remote server returned|"
                    r"reason|diagnostic[- ]code)\s*:?\s*", re.IGNORECASE)  # fmt: skip
 MAX_TEXT = 64 * 1024
+MAX_LINE = 1000  # SMTP's own limit; longer lines name no address (and cost the regexes)
 
 
 def looks_like_bounce(envelope: Message) -> bool:
@@ -162,7 +163,7 @@ def parse_plain(envelope: Message) -> list[BounceEvent]:
     """The failed recipients of a plain-language bounce; ReportError when it is none."""
     text = notice_text(envelope)[:MAX_TEXT]
     cut = _COPY.search(text)
-    notice = text[: cut.start()] if cut else text
+    notice = text[: text.rfind("\n", 0, cut.start()) + 1] if cut else text
     family = next((f for f in FAMILIES if f.opening.search(notice)), None)
     if family is None or (family.name == "generic" and not looks_like_bounce(envelope)):
         raise ReportError("no delivery-status part and no bounce text that mailstats knows")
@@ -172,8 +173,9 @@ def parse_plain(envelope: Message) -> list[BounceEvent]:
             if addr and addr.lower() not in {a.lower() for a, _ in found}:
                 found.append((addr, ""))
     if not found:
-        found = [(m.group(1), _line_of(notice, m.start())) for m in _IN_SENTENCE.finditer(notice)]
-        found = found[:1]
+        lines = (line for line in notice.splitlines() if len(line) <= MAX_LINE)
+        sentence = next((m for line in lines if (m := _IN_SENTENCE.search(line))), None)
+        found = [(sentence.group(1), sentence.string.strip())] if sentence else []
     if not found:
         raise ReportError(f"a {family.name} bounce that names no failed address")
     original = original_message(envelope)
@@ -198,18 +200,12 @@ def _paragraph_of(text: str, pattern: re.Pattern[str]) -> str:
     return ""
 
 
-def _line_of(text: str, at: int) -> str:
-    start = text.rfind("\n", 0, at) + 1
-    end = text.find("\n", at)
-    return text[start : end if end >= 0 else len(text)].strip()
-
-
 def _blocks(notice: str) -> list[tuple[str, str]]:
     """(address, the text below it up to the next address) for each failed address."""
     found: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in notice.splitlines():
-        match = _ADDR_LINE.match(line)
+        match = _ADDR_LINE.match(line) if len(line) <= MAX_LINE else None
         if match:
             addr = match.group(1)
             current = found.setdefault(addr.lower(), [addr])
