@@ -414,3 +414,11 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert done.returncode == 0, done.stderr
     for command in ("serve", "demo", "export", "token", "ingest-mail"):
         assert command in done.stdout
+
+
+def test_ingest_mail_pipe_asks_the_mta_to_retry_when_the_database_is_down() -> None:
+    result = CliRunner().invoke(
+        cli, ["ingest-mail", "--pipe", "--account", "acme", "--db",
+              "postgresql://postgres@127.0.0.1:1/nothing"], input=b"Subject: x\n\nhi\n",
+    )  # fmt: skip
+    assert result.exit_code == 75 and "temporary failure" in result.stderr

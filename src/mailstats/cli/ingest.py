@@ -44,7 +44,14 @@ def ingest_mail(
         sources = [mailboxes.source(p) for p in paths or ("-",)]
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None
-    store = open_db(load_settings(db=db, config_file=config_file))
+    settings = load_settings(db=db, config_file=config_file)
+    try:
+        store = open_db(settings)
+    except click.ClickException:
+        raise
+    except Exception as exc:  # the database cannot be reached: let the MTA try again later
+        click.echo(f"temporary failure: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(EX_TEMPFAIL) from None
     try:
         acct = store.account(account)
         tally = _ingest_all(store, acct, sources)

@@ -68,6 +68,9 @@ def watch_mailbox(
     except (OSError, IMAPClient.Error) as exc:
         click.echo(f"IMAP: {exc}", err=True)
         raise SystemExit(EX_TEMPFAIL) from None
+    except Exception as exc:  # the database failed; the message stays unread for next time
+        click.echo(f"temporary failure: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(EX_TEMPFAIL) from None
     finally:
         store.close()
     click.echo(

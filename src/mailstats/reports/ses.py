@@ -93,6 +93,10 @@ def parse_ses(data: dict[str, Any], envelope: Message | None = None) -> list[Ses
     mail = note.get("mail")
     if not isinstance(mail, dict):
         raise ReportError("SES notification has no 'mail' object")
+    if kind not in ("bounce", "complaint", "delivery"):
+        raise NotABounce(
+            f"an SES {kind or 'unknown'} notification, which mailstats does not record"
+        )
     ids = _ids(mail, envelope)
     if not ids:
         raise ReportError("SES notification has no identifier of the original message")
@@ -100,12 +104,10 @@ def parse_ses(data: dict[str, Any], envelope: Message | None = None) -> list[Ses
         return [*_bounces(_object(note, "bounce"), ids)]
     if kind == "complaint":
         return [*_complaints(_object(note, "complaint"), ids)]
-    if kind == "delivery":
-        body = _object(note, "delivery")
-        when = _time(body.get("timestamp"))
-        recipients = _strings(body.get("recipients")) or [""]
-        return [DeliveryEvent(ids, r or None, when) for r in recipients[:MAX_RECIPIENTS]]
-    raise NotABounce(f"an SES {kind or 'unknown'} notification, which mailstats does not record")
+    body = _object(note, "delivery")
+    when = _time(body.get("timestamp"))
+    recipients = _strings(body.get("recipients")) or [""]
+    return [DeliveryEvent(ids, r or None, when) for r in recipients[:MAX_RECIPIENTS]]
 
 
 def _object(note: dict[str, Any], name: str) -> dict[str, Any]:
