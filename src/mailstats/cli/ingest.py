@@ -73,12 +73,14 @@ def ingest_mail(
 
 def _ingest_all(store: Store, account: Account, sources: list[mailboxes.Source]) -> Counter[str]:
     tally: Counter[str] = Counter()
-    single = len(sources) == 1 and sources[0].kind in ("stdin", "message")
+    # Files named one by one get a line each; a mailbox's messages only when they fail.
+    files = all(s.kind in ("stdin", "message") for s in sources)
+    single = len(sources) == 1 and files
     console = Console(stderr=True)
     with Progress(console=console, disable=single or not console.is_terminal) as bar:
         task = bar.add_task("reading", total=sum(s.count() for s in sources))
         for label, raw in _messages(sources):
-            _one(store, account, label, raw, tally, verbose=len(sources) < 50 or single)
+            _one(store, account, label, raw, tally, verbose=files)
             bar.advance(task)
     return tally
 

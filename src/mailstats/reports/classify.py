@@ -53,7 +53,7 @@ _STRONG = _rules(
     (
         "hostunknown",
         r"host or domain name not found|host not found|domain not found|"
-        r"no such domain|unrouteable address|name service error|domain (name )?does not exist|"
+        r"host unknown|unknown host|no such domain|unrouteable address|name service error|domain (name )?does not exist|"
         r"nxdomain|does not accept (any )?mail|null mx|domain (is )?not (valid|exist)|"
         r"unroutable address|dns error",
     ),
@@ -93,13 +93,18 @@ _STRONG = _rules(
         r"not authenticated|unauthenticated|authentication (check )?fail",
     ),
     (
+        "rejected",
+        r"relay access denied|relaying denied|not permitted to relay|relay not permitted|"
+        r"unable to relay",
+    ),
+    (
         "blocked",
         r"blocked using|black ?list|block ?list|spamhaus|\brbl\b|dnsbl|spamcop|"
-        r"sorbs|barracuda|reputation|client host rejected|listed (at|in|on)|banned|"
-        r"your ip|ip address [^.]{0,40}blocked|poor sender|access denied|"
-        r"connection refused by|blocked by|has been blocked",
+        r"sorbs|barracuda|reputation|client host rejected|listed (at|in|on)|"
+        r"ip address [^.]{0,40}blocked|poor sender",
     ),
     ("spamdetected", r"spam|unsolicited|junk mail|bulk (e-?mail|mail)|content filter"),
+    ("blocked", r"banned|your ip|access denied|connection refused by|blocked by|has been blocked"),
     ("toomanyconn", r"too many (connections|concurrent|sessions)"),
     (
         "ratelimited",
@@ -129,7 +134,8 @@ _STRONG = _rules(
         "networkerror",
         r"connection (timed out|refused|reset)|timed out|no route to host|"
         r"network is unreachable|lost connection|mail loop|loop detected|too many hops|"
-        r"no answer",
+        r"no answer|(accept|refused) our requests? to connect|could not connect|"
+        r"unable to connect",
     ),
 )
 
@@ -200,7 +206,8 @@ def reason(status: str, text: str) -> str:
         if pattern.search(text):
             return name
     detail = status.partition(".")[2]
-    if detail in _DETAILS and detail not in ("0.0", "2.0"):
+    # X.Y.0 is "other" within its subject: words that only hint say more than it does.
+    if detail in _DETAILS and not detail.endswith(".0"):
         return _DETAILS[detail]
     for name, pattern in _WEAK:
         if pattern.search(text):

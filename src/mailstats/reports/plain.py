@@ -142,7 +142,7 @@ _TRAILER = re.compile(
     r"(no action is required on your part|delivery attempts will continue).*",
     re.IGNORECASE | re.DOTALL,
 )
-_LEAD = re.compile(r"^(remote host said|the error that the other server returned was|"
+_LEAD = re.compile(r"^\(?(remote host said|the error that the other server returned was|"
                    r"the response (from the remote server )?was|remote server returned|"
                    r"reason|diagnostic[- ]code)\s*:?\s*", re.IGNORECASE)  # fmt: skip
 MAX_TEXT = 64 * 1024
@@ -220,7 +220,7 @@ def _description(said: str, notice: str, only: bool) -> str:
     """The remote server's answer: from its reply code to the end of that paragraph, else
     the first words below the address (a local failure has no reply code)."""
     for text in (said, notice if only else ""):
-        reply = _reply(text)
+        reply = _reply(text) or _after_lead(text)
         if reply:
             return reply
     paragraphs = [p for p in re.split(r"\n\s*\n", said) if p.strip()]
@@ -228,11 +228,25 @@ def _description(said: str, notice: str, only: bool) -> str:
     return _TRAILER.sub("", _LEAD.sub("", words)).strip()
 
 
+def _after_lead(text: str) -> str:
+    """The words after "The response was:" and its kin, when they carry no reply code."""
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [line.strip() for line in paragraph.splitlines()]
+        for i, line in enumerate(lines):
+            lead = _LEAD.match(line)
+            if lead and lead.group(1).lower() not in ("reason", "diagnostic code"):
+                words = " ".join(" ".join([line[lead.end() :], *lines[i + 1 :]]).split())
+                return _TRAILER.sub("", words).strip()
+    return ""
+
+
 def _reply(text: str) -> str:
     for paragraph in re.split(r"\n\s*\n", text):
         lines = [line.strip() for line in paragraph.splitlines()]
         for i, line in enumerate(lines):
+            bracketed = line.startswith("(") and line.endswith(")")
             line = _LEAD.sub("", line.lstrip("<> ").strip("'"))
+            line = line[:-1] if bracketed else line  # sendmail's "(reason: 550 ...)"
             match = _REPLY.search(line)
             if match and match.start() <= 20:
                 rest = [line[match.start() :], *(x.lstrip("<> ") for x in lines[i + 1 :])]
