@@ -63,7 +63,7 @@ def check(name: str, label: dict[str, Any]) -> tuple[dict[str, list[int]], list[
     for want, event in zip(wanted, found, strict=True):
         if not isinstance(event, BounceEvent):
             continue
-        for measure in ("status", "reason", "errortype"):
+        for measure in ("status", "errorcode", "reason", "errortype"):
             if measure in want:
                 right = getattr(event, measure) == want[measure]
                 score[measure][0] += right
@@ -88,7 +88,7 @@ def main() -> int:
                 table[family][measure][0] += right
                 table[family][measure][1] += asked
         wrong += [f"{name}: {m}" for m in misses]
-    measures = ("recognised", "status", "reason", "errortype")
+    measures = ("recognised", "status", "errorcode", "reason", "errortype")
     print(f"{'family':<14}" + "".join(f"{m:>16}" for m in measures))
     for family in sorted(table, key=lambda f: (f == "all", f)):
         cells = []

@@ -248,7 +248,8 @@ def _reply(text: str) -> str:
             line = _LEAD.sub("", line.lstrip("<> ").strip("'"))
             line = line[:-1] if bracketed else line  # sendmail's "(reason: 550 ...)"
             match = _REPLY.search(line)
-            if match and match.start() <= 20:
+            # At the line's start, or after "host x[1.2.3.4] said:" and the like.
+            if match and (match.start() <= 20 or line[: match.start()].rstrip().endswith(":")):
                 rest = [line[match.start() :], *(x.lstrip("<> ") for x in lines[i + 1 :])]
                 words = " ".join(" ".join(rest).split()).rstrip("'>")
                 return _TRAILER.sub("", words).strip().rstrip("'")
