@@ -372,7 +372,7 @@ def test_migrations_run_concurrently_apply_once(pg_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    names = ["0001_init.sql", "0002_event_blocks.sql"]
+    names = ["0001_init.sql", "0002_event_blocks.sql", "0004_bounce_reasons.sql"]
     assert sorted(name for applied in results for name in applied) == names  # each once
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
