@@ -129,7 +129,8 @@ _BOUNCE_SUBJECT = re.compile(
 _ADDR = r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,}"
 # A line that starts with a failed address: `<a@b>:`, `  a@b`, `a@b (a@b)`, `a@b: 550 ...`.
 _ADDR_LINE = re.compile(
-    rf"^[ \t]*(?:\*\*\s*|-\s*)?<?({_ADDR})>?(?:\s*\([^)]*\))?(?:\s+on\s+.*)?\s*(?::\s*(.*))?$"
+    rf"^[ \t]*(?:\*\*\s*|-\s*)?<?({_ADDR})>?(?:<mailto:[^>]*>)?(?:\s*\([^)]*\))?"
+    rf"(?:\s+on\s+.*)?\s*(?::\s*(.*))?$"
 )
 _IN_SENTENCE = re.compile(
     rf"(?:delivered to|delivering your (?:mail|message) to|wasn'?t delivered to|"
