@@ -81,7 +81,7 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _config(folder: Path, imaps: int, imap: int, cert: Path, key: Path) -> Path:
+def _config(folder: Path, imaps: int, imap: int, cert: Path, key: Path, extra: str) -> Path:
     root = os.geteuid() == 0
     me = getpass.getuser()
     mail_user = "dovecot" if root else me
@@ -136,6 +136,7 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
+{extra}
 """
     path = folder / "dovecot.conf"
     path.write_text(text)
@@ -156,14 +157,15 @@ def _ready(port: int, ca_file: str, deadline: float) -> bool:
 
 
 @contextmanager
-def dovecot_server() -> Iterator[Dovecot]:
+def dovecot_server(extra: str = "") -> Iterator[Dovecot]:
+    """A running server; `extra` is more configuration (say, fewer capabilities)."""
     binary = _binary()
     # A short folder: Dovecot's sockets live in base_dir, and socket paths are short.
     folder = Path(tempfile.mkdtemp(prefix="dv"))
     folder.chmod(0o755)
     cert, key = _certificate(folder)
     imaps, imap = _free_port(), _free_port()
-    config = _config(folder, imaps, imap, cert, key)
+    config = _config(folder, imaps, imap, cert, key, extra)
     errors = (folder / "stderr.log").open("wb")
     proc = subprocess.Popen([binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL,
                             stderr=errors)  # fmt: skip

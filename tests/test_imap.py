@@ -158,3 +158,39 @@ def _until(done: Callable[[], bool], said: object = None, limit: float = 60) -> 
     while not done():
         assert time.monotonic() < deadline, f"the watcher took nothing: {said}"
         time.sleep(0.05)
+
+
+# A server that offers neither IDLE nor MOVE (its advertised capabilities cut down).
+PLAIN_CAPABILITIES = "imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE UIDPLUS"
+
+
+def test_without_idle_or_move_it_polls_and_copies_then_expunges_only_its_own(
+    store: Store, user: str
+) -> None:
+    _, key, other = keys(store)
+    with dovecot_server(PLAIN_CAPABILITIES) as server:
+        box = imap.Mailbox(host="127.0.0.1", port=server.imaps_port, user=user,
+                           password=Secret(server.password), ca_file=server.ca_file,
+                           poll=0.2)  # fmt: skip
+        mailbox = client(server, user)
+        assert not mailbox.has_capability("IDLE") and not mailbox.has_capability("MOVE")
+        mailbox.append("INBOX", report_with_key("dsn/postfix_user_unknown.eml", key))
+        mailbox.append("INBOX", b"From: a@example.org\r\nSubject: hi\r\n\r\nHello\r\n")
+        stop = threading.Event()
+        said: list[str] = []
+        watcher = threading.Thread(target=imap.watch, args=(store, store.account("acme"), box),
+                                   kwargs={"stop": stop, "said": said.append})  # fmt: skip
+        watcher.start()
+        try:
+            _until(lambda: len(errors(store)) == 1, said)
+            mailbox.append("INBOX", report_with_key("plain/qmail_no_mailbox.eml", other))
+            _until(lambda: len(errors(store)) == 2, said)
+        finally:
+            stop.set()
+            watcher.join(timeout=30)
+        assert not watcher.is_alive(), said
+        mailbox.select_folder("INBOX")
+        assert len(mailbox.search(["ALL"])) == 1  # the hello, left where it was
+        mailbox.select_folder("mailstats-taken")
+        assert len(mailbox.search(["ALL"])) == 2
+        mailbox.logout()
