@@ -221,7 +221,7 @@ def insert_events(
         [
             Event(
                 KINDS[kind], secrets.token_bytes(16), ts, account, emailing, destination, link,
-                tuple(values),
+                (*values, *[None] * (len(KINDS[kind].columns) - len(values))),  # extended: none
             )
             for ts in times
         ]

@@ -369,7 +369,9 @@ def mixed(app: App, http: TestClient, token: str) -> dict[str, Any]:
     for dest, n, attempts in [(d0, 0, 1), (d1, 0, 3), (d2, 1, 2), (d1, 3, 2), (o0, 0, 5)]:
         insert_events(app, "deliveries", dest, [T[n]], (attempts,))
     for n in (0, 2):
-        insert_events(app, "errors", d2, [T[n]], ("5.1.1", "550", "User unknown", "hard"))
+        insert_events(
+            app, "errors", d2, [T[n]], ("5.1.1", "550", "User unknown", "hard", "userunknown")
+        )
     insert_events(app, "abuses", d1, [T[4]], ('{"feedback-type":"abuse"}',))
     for dest, n in [(d1, 3), (d1, 4), (d0, 4)]:
         insert_events(app, "unsubscribes", dest, [T[n]], ("192.0.2.1", "UA"))

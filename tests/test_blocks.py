@@ -60,7 +60,7 @@ def _event(rng: random.Random, mailing: tuple[int, int, list[int], int], ts: int
         CLICKS.name: ("192.0.2.1", "UA"),
         IMPRESSIONS.name: ("192.0.2.1", "UA", "desktop"),
         DELIVERIES.name: (rng.choice([1, 1, 2, 3]),),
-        ERRORS.name: ("soft", "450", "try later", "soft"),
+        ERRORS.name: ("soft", "450", "try later", "soft", "undefined"),
     }[kind.name]
     link_id = link if kind is CLICKS else 0
     return Event(kind, os.urandom(12), ts, account, emailing, rng.choice(dests), link_id, values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import mailbox
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from mailstats.cli import cli
 from mailstats.kinds import KINDS
 from mailstats.store import Filter, Scope, Store, open_store
 from mailstats.timefmt import format_time
+from tests.helpers import report_with_key
 
 REPORTS = Path(__file__).parent / "fixtures" / "reports"
 CLICKS = KINDS["clicks"]
@@ -314,10 +316,10 @@ def test_ingest_mail_reads_the_sample_reports(
 def test_ingest_mail_names_a_malformed_file_and_stores_nothing(
     db_url: str, db: Store, destination: tuple[int, str], tmp_path: Path
 ) -> None:
-    bad = REPORTS / "dsn" / "malformed_missing_delivery_status.eml"
+    bad = REPORTS / "dsn" / "malformed_no_identifiers.eml"
     result = run("ingest-mail", "--account", "acme", "--db", db_url, str(bad))
     assert result.exit_code == 1
-    assert str(bad) in result.stderr and "delivery-status" in result.stderr
+    assert str(bad) in result.stderr and "no identifier" in result.stderr
     assert _stored(db, "errors") == [] and _stored(db, "abuses") == []
 
     good = tmp_path / "bounce.eml"
@@ -325,6 +327,74 @@ def test_ingest_mail_names_a_malformed_file_and_stores_nothing(
     mixed = run("ingest-mail", "--account", "acme", "--db", db_url, str(bad), str(good))
     assert mixed.exit_code == 1  # the good file is stored, the bad one named
     assert str(bad) in mixed.stderr and len(_stored(db, "errors")) == 1
+
+
+def _bounce_mailbox(tmp_path: Path, key: str) -> list[bytes]:
+    """A bounce for `key`, an auto-reply, a bounce for nobody of ours, and a hello."""
+    return [
+        report_with_key("plain/exim_user_unknown.eml", key),
+        report_with_key("autoreply/vacation.eml", key),
+        report_with_key("dsn/gmail_no_such_user.eml", "ms-N0tOursAtAll"),
+        b"From: someone@example.org\nSubject: hello\n\nHi!\n",
+    ]
+
+
+SUMMARY = "4 message(s): 1 taken (1 event(s) stored), 1 not a bounce, 1 unmatched, 1 unreadable"
+
+
+def test_ingest_mail_reads_an_mbox(
+    db_url: str, db: Store, destination: tuple[int, str], tmp_path: Path
+) -> None:
+    box = mailbox.mbox(tmp_path / "bounces.mbox")
+    for raw in _bounce_mailbox(tmp_path, destination[1]):
+        box.add(raw)
+    box.flush()
+    box.close()
+    result = run("ingest-mail", "--account", "acme", "--db", db_url, str(tmp_path / "bounces.mbox"))
+    assert result.exit_code == 1  # one message could not be read, and says so
+    assert result.stdout.strip().splitlines()[-1] == SUMMARY
+    assert "bounces.mbox#4" in result.stderr and "bounces.mbox#3" in result.stderr
+    (row,) = _stored(db, "errors")
+    assert row[KINDS["errors"].fields.index("destination")] == destination[0]
+
+
+def test_ingest_mail_reads_a_maildir_and_stores_each_message_once(
+    db_url: str, db: Store, destination: tuple[int, str], tmp_path: Path
+) -> None:
+    folder = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    for raw in _bounce_mailbox(tmp_path, destination[1]):
+        folder.add(raw)
+    path = str(tmp_path / "Maildir")
+    result = run("ingest-mail", "--account", "acme", "--db", db_url, path)
+    assert result.stdout.strip().splitlines()[-1] == SUMMARY
+    again = run("ingest-mail", "--account", "acme", "--db", db_url, path)
+    assert again.stdout.strip().splitlines()[-1] == SUMMARY.replace("1 event(s)", "0 event(s)")
+    assert len(_stored(db, "errors")) == 1
+    assert len(folder) == 4  # read, never changed
+
+
+def test_ingest_mail_from_standard_input_as_a_pipe_delivers_it(
+    db_url: str, db: Store, destination: tuple[int, str]
+) -> None:
+    raw = report_with_key("plain/qmail_no_mailbox.eml", destination[1])
+    result = CliRunner().invoke(cli, ["ingest-mail", "--account", "acme", "--db", db_url],
+                                input=raw, catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "<stdin>: 1 event(s) (userunknown)" in result.stdout
+    auto = CliRunner().invoke(cli, ["ingest-mail", "--account", "acme", "--db", db_url, "-"],
+                              input=report_with_key("autoreply/rfc3834.eml", destination[1]))  # fmt: skip
+    assert auto.exit_code == 0 and "not a bounce: an auto-reply" in auto.stdout
+    assert len(_stored(db, "errors")) == 1
+    hello = b"From: someone@example.org\nSubject: hello\n\nHi!\n"
+    for flags, status in (([], 1), (["--pipe"], 0)):
+        result = CliRunner().invoke(cli, ["ingest-mail", "--account", "acme", "--db", db_url,
+                                          *flags], input=hello)  # fmt: skip
+        assert result.exit_code == status and "not a bounce or complaint" in result.stderr
+
+
+def test_ingest_mail_refuses_a_folder_that_is_no_maildir(db_url: str, tmp_path: Path) -> None:
+    result = run("ingest-mail", "--account", "acme", "--db", db_url, str(tmp_path))
+    assert result.exit_code == 1 and "not a Maildir" in result.output
 
 
 def test_ingest_mail_for_an_unknown_account_is_an_error(db_url: str, tmp_path: Path) -> None:
@@ -342,5 +412,15 @@ def test_python_dash_m_runs_the_cli() -> None:
         [sys.executable, "-m", "mailstats", "--help"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    for command in ("serve", "demo", "export", "token", "ingest-mail"):
+    for command in ("serve", "demo", "export", "token", "ingest-mail", "watch-mailbox"):
         assert command in done.stdout
+
+
+def test_ingest_mail_pipe_asks_the_mta_to_retry_when_the_database_is_down() -> None:
+    # In a process of its own: the connection pool it leaves behind keeps retrying.
+    done = subprocess.run(
+        [sys.executable, "-m", "mailstats", "ingest-mail", "--pipe", "--account", "acme",
+         "--db", "postgresql://postgres@127.0.0.1:1/nothing"],
+        input=b"Subject: x\n\nhi\n", capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 75 and b"temporary failure" in done.stderr

@@ -394,7 +394,7 @@ def test_malformed_reports_are_refused_and_store_nothing(
         r = post_report(http, token, report_with_key(name, key))
         if r.status_code != 400 or not re.fullmatch(f"Invalid report: .*{pattern}.*", error(r)):
             wrong[name] = r.text
-    for raw, pattern in [(b"", "empty report"), (b"Hello there\r\n", "not a multipart/report")]:
+    for raw, pattern in [(b"", "empty report"), (b"Hello there\r\n", "not a bounce or complaint")]:
         r = post_report(http, token, raw)
         if r.status_code != 400 or not re.fullmatch(f"Invalid report: .*{pattern}.*", error(r)):
             wrong[raw] = r.text

@@ -301,7 +301,7 @@ CHECKS = [
 ]
 # Bodies whose validity the document cannot state (are these bytes a report?): the request
 # is neither valid nor invalid by the schema, so only the answer is judged.
-OPAQUE = ("/v2/ms/events", "/v2/ms/reports")
+OPAQUE = ("/v2/ms/events", "/v2/ms/reports", "/v2/ms/reports/sns")
 
 
 @dataclass

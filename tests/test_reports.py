@@ -8,13 +8,21 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mailstats.reports
-from mailstats.reports import BounceEvent, ComplaintEvent, ReportError, parse_report
+from mailstats.reports import (
+    BounceEvent,
+    ComplaintEvent,
+    DeliveryEvent,
+    NotABounce,
+    ReportError,
+    parse_report,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reports"
 
@@ -47,6 +55,7 @@ BOUNCES: dict[str, list[BounceEvent]] = {
             errorcode="550",
             description="550 5.1.1 <bob.jansen@example.org>: Recipient address rejected: "
             "User unknown in virtual mailbox table",
+            reason="userunknown",
         )
     ],
     "dsn/gmail_no_such_user.eml": [
@@ -60,6 +69,7 @@ BOUNCES: dict[str, list[BounceEvent]] = {
             "Please try double-checking the recipient's email address for typos or unnecessary "
             "spaces. For more information, go to https://support.google.com/mail/?p=NoSuchUser "
             "a9-20020a05600c1d0900b004129f28e2e4si1234567wms.171 - gsmtp",
+            reason="userunknown",
         )
     ],
     "dsn/exchange_online_ndr.eml": [
@@ -71,6 +81,7 @@ BOUNCES: dict[str, list[BounceEvent]] = {
             errorcode="550",
             description="550 5.1.10 RESOLVER.ADR.RecipientNotFound; "
             "Recipient not found by SMTP address lookup",
+            reason="userunknown",  # Exchange's 5.1.10 is not a null MX: its words say so
         )
     ],
     "dsn/yahoo_no_account.eml": [
@@ -82,6 +93,7 @@ BOUNCES: dict[str, list[BounceEvent]] = {
             errorcode="554",
             description="554 delivery error: dd This user doesn't have a yahoo.com account "
             "(gone.user@yahoo.com) [0] - mta4471.mail.bf1.yahoo.com",
+            reason="userunknown",
         )
     ],
     "dsn/exim_mailbox_disabled.eml": [
@@ -94,6 +106,8 @@ BOUNCES: dict[str, list[BounceEvent]] = {
             status="5.0.0",
             errorcode="550",
             description="550 5.2.1 <alice@example.net>: mailbox is disabled",
+            errortype="soft",  # a disabled mailbox may be enabled again
+            reason="suspend",
         )
     ],
     "dsn/postfix_delayed.eml": [
@@ -106,6 +120,7 @@ BOUNCES: dict[str, list[BounceEvent]] = {
             description="connect to mx.slow.example.net[203.0.113.25]:25: Connection timed out",
             errortype="soft",
             action="delayed",
+            reason="networkerror",
         )
     ],
     "dsn/sendmail_two_recipients.eml": [  # the delivered recipient is left out
@@ -116,6 +131,7 @@ BOUNCES: dict[str, list[BounceEvent]] = {
             status="5.1.1",
             errorcode="550",
             description="550 5.1.1 <dave@example.org>... User unknown",
+            reason="userunknown",
         )
     ],
 }
@@ -238,25 +254,27 @@ COMPLAINTS: dict[str, list[ComplaintEvent]] = {
 }
 
 MALFORMED: dict[str, str] = {
-    "dsn/malformed_not_multipart_report.eml": r"not a multipart/report .*text/plain",
-    "dsn/malformed_missing_delivery_status.eml": r"no message/delivery-status part",
-    "dsn/malformed_no_action.eml": r"no per-recipient block with an Action",
-    "dsn/malformed_only_delivered.eml": r"no failed recipients",
     "dsn/malformed_no_identifiers.eml": r"no identifier of the original message",
     "arf/malformed_missing_feedback_type.eml": r"no Feedback-Type",
-    "arf/malformed_wrong_report_type.eml": r"unsupported report-type 'disposition-notification'",
     "arf/malformed_no_feedback_part.eml": r"no message/feedback-report part",
     "arf/malformed_no_identifiers.eml": r"no identifier of the original message",
+    "plain/malformed_no_address.eml": r"a postfix bounce that names no failed address",
+    "plain/malformed_no_identifiers.eml": r"no identifier of the original message",
+    "plain/malformed_human_reply.eml": r"not a bounce or complaint: .*text/plain",
 }
 
 EXPECTED: dict[str, list[BounceEvent] | list[ComplaintEvent]] = {**BOUNCES, **COMPLAINTS}
 
 
+LABELS: dict[str, dict[str, Any]] = json.loads((FIXTURES / "labels.json").read_text())
+
+
 def test_every_fixture_is_checked() -> None:
     found = {str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.eml")}
-    assert found == set(EXPECTED) | set(MALFORMED)
-    for kind in ("dsn", "arf"):
-        assert sum(name.startswith(kind) for name in found) >= 8
+    assert found == set(EXPECTED) | set(MALFORMED) | set(LABELS)
+    assert set(EXPECTED) <= set(LABELS) and not set(MALFORMED) & set(LABELS)
+    for kind in ("dsn", "arf", "plain", "ses", "forwarded", "autoreply"):
+        assert sum(name.startswith(kind) for name in found) >= 3
 
 
 @pytest.mark.parametrize("name", list(BOUNCES))
@@ -292,7 +310,7 @@ def test_malformed(name: str, message: str) -> None:
         (b" \r\n\r\n", "empty report"),
         ("Content-Type: multipart/report", "must be bytes, not str"),
         (None, "must be bytes, not NoneType"),
-        (b"\x00\xff\xfe garbage", "not a multipart/report"),
+        (b"\x00\xff\xfe garbage", "not a bounce or complaint"),
         (b"Content-Type: multipart/report; boundary=x\n\n--x--\n", "without report-type"),
     ],
 )
@@ -303,9 +321,15 @@ def test_not_a_report(raw: object, message: str) -> None:
 
 def test_report_error_is_a_value_error() -> None:
     assert issubclass(ReportError, ValueError)
+    assert issubclass(NotABounce, ReportError)
     assert mailstats.reports.__all__ == [
+        "HARD_REASONS",
+        "REASONS",
         "BounceEvent",
         "ComplaintEvent",
+        "DeliveryEvent",
+        "NotABounce",
+        "Report",
         "ReportError",
         "ReportEvents",
         "parse_report",
@@ -411,7 +435,10 @@ def check(raw: bytes) -> None:
         assert event.timestamp is None or event.timestamp.tzinfo is UTC
         if isinstance(event, ComplaintEvent):
             json.dumps(event.report)
+        elif isinstance(event, DeliveryEvent):
+            assert event.attempts == 1
         else:
+            assert event.reason in mailstats.reports.REASONS
             assert event.errortype in ("hard", "soft")
             assert event.action in ("failed", "delayed")
 
@@ -424,7 +451,7 @@ def test_arbitrary_bytes_raise_only_report_error(raw: bytes) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    name=st.sampled_from(sorted(set(EXPECTED) | set(MALFORMED))),
+    name=st.sampled_from(sorted(set(EXPECTED) | set(MALFORMED) | set(LABELS))),
     cut=st.floats(min_value=0, max_value=1),
     length=st.integers(min_value=0, max_value=200),
     insert=st.binary(max_size=64),

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from mailstats.kinds import KINDS, Kind
+from mailstats.reports.classify import reason
 from mailstats.store import Account, Event, Store
 from mailstats.tracking.devices import device
 from mailstats.tracking.render import extract_links
@@ -418,7 +419,7 @@ class _Generator:
     ) -> None:
         status, code, text = bounce
         text = text.format(email=p.email, domain=p.email.partition("@")[2])
-        self.add(m, ERRORS, ts, dest, (status, code, text, kind))
+        self.add(m, ERRORS, ts, dest, (status, code, text, kind, reason(status, text)))
 
     def scan(self, m: _Mailing, dest: int, delivered: float) -> None:
         """A mail-security gateway fetches the images and follows every link at once."""

@@ -9,7 +9,8 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,8 +18,19 @@ import orjson
 
 from mailstats.errors import InvalidParameter
 from mailstats.kinds import KINDS, Kind
-from mailstats.reports import BounceEvent, ReportError, parse_report
-from mailstats.store import Account, Event, Store
+from mailstats.reports import (
+    REASONS,
+    BounceEvent,
+    DeliveryEvent,
+    NotABounce,
+    Report,
+    ReportError,
+    ReportEvents,
+    classify,
+    parse_report,
+)
+from mailstats.reports.ses import parse_ses
+from mailstats.store import Account, Destination, Event, Store
 from mailstats.timefmt import parse_time
 
 REPORTED = ("deliveries", "errors", "abuses")  # the kinds the pipeline reports
@@ -96,8 +108,19 @@ def _event(
     values = tuple(_column_value(c.name, c.type, data.get(c.name)) for c in kind.columns)
     if kind.name == "deliveries" and values[0] is None:
         values = (1,)
+    if kind.name == "errors":
+        values = (*values[:4], _reason(values[4], values[0], values[2]))
     key = event_key(account_id, data.get("key"))
     return Event(kind, key, ts, account_id, emailing_id, destination_id, 0, values)
+
+
+def _reason(given: str | None, status: str | None, description: str | None) -> str:
+    """A reported error's reason: the one given, else what its status and words say."""
+    if given is None:
+        return classify.reason(status or "", description or "")
+    if given not in REASONS:
+        raise InvalidParameter(f"Invalid value for 'reason': one of {', '.join(REASONS)}")
+    return given
 
 
 class _Times:
@@ -200,6 +223,20 @@ def _line(line: bytes) -> tuple[Kind, int, dict[str, Any]]:
     return kind, int(dest), data
 
 
+class Unmatched(InvalidParameter):
+    """A report that was read but names no destination of this account."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What one report email came to: the events it held and how many were new."""
+
+    stored: int = 0  # newly stored (a report seen before stores nothing again)
+    events: int = 0  # the events it holds, one per destination and kind
+    not_a_bounce: str = ""  # why nothing was recorded: an auto-reply, a delivery notice
+    reasons: tuple[str, ...] = ()  # of its errors, in order
+
+
 def _destination_for(store: Store, account: Account, identifiers: Iterable[str]) -> int | None:
     """The account's destination named by a Message-ID (<key@host>) or a VERP tag (key)."""
     for identifier in identifiers:
@@ -211,37 +248,93 @@ def _destination_for(store: Store, account: Account, identifiers: Iterable[str])
     return None
 
 
-def report_events(store: Store, account: Account, raw: bytes) -> list[Event]:
-    """Events from one DSN (errors) or ARF (abuses) email; nothing is stored here."""
+def _recipient_destination(store: Store, account: Account, named: Destination, item: Report) -> int:
+    """The destination one recipient of a report stands for: the one its identifiers name,
+    or another of the same emailing with the recipient's address (a bounce that lists
+    several recipients of one mailing)."""
+    recipient = (item.recipient or "").strip()
+    if not recipient or recipient.lower() == named.email.lower():
+        return named.id
+    other = store.destination_by_email(account.id, named.emailing_id, recipient)
+    return other if other is not None else named.id
+
+
+def _item_event(account_id: int, dest: Destination, item: Report, digest: str, ts: int) -> Event:
+    if isinstance(item, BounceEvent):
+        data: dict[str, Any] = {
+            "status": item.status, "errorcode": item.errorcode,
+            "description": item.description, "errortype": item.errortype,
+            "reason": item.reason,
+        }  # fmt: skip
+        kind = KINDS["errors"]
+    elif isinstance(item, DeliveryEvent):
+        data = {"attempts": item.attempts}
+        kind = KINDS["deliveries"]
+    else:
+        data = {"report": item.report}
+        kind = KINDS["abuses"]
+    values = tuple(_column_value(c.name, c.type, data.get(c.name)) for c in kind.columns)
+    # The same report ingested twice is one event: its key comes from its content.
+    key = event_key(account_id, f"{digest}:{dest.id}:{kind.name}")
+    return Event(kind, key, ts, account_id, dest.emailing_id, dest.id, 0, values)
+
+
+def _read(parse: Callable[[], ReportEvents]) -> ReportEvents:
+    """The parsed report; InvalidParameter for anything that is not one."""
     try:
-        parsed = parse_report(raw)
+        return parse()
+    except NotABounce:
+        raise
     except ReportError as exc:
         raise InvalidParameter(f"Invalid report: {exc}") from None
-    events = []
+
+
+def report_events(
+    store: Store, account: Account, parsed: ReportEvents, raw: bytes
+) -> tuple[list[Event], tuple[str, ...]]:
+    """Events from one parsed report, one per destination and kind (the first a report
+    gives for each), with the reasons of its errors; nothing is stored here."""
+    digest = hashlib.sha256(raw).hexdigest()
+    events: dict[bytes, Event] = {}
+    reasons = []
+    named_by: dict[tuple[str, ...], Destination] = {}
     for item in parsed:
-        dest_id = _destination_for(store, account, item.identifiers)
-        if dest_id is None:
-            raise InvalidParameter("Invalid report: it names no destination of this account")
+        named = named_by.get(item.identifiers)
+        if named is None:
+            dest_id = _destination_for(store, account, item.identifiers)
+            if dest_id is None:
+                raise Unmatched("Invalid report: it names no destination of this account")
+            named = named_by[item.identifiers] = store.destination(account.id, dest_id)
+        dest_id = _recipient_destination(store, account, named, item)
+        dest = named if dest_id == named.id else store.destination(account.id, dest_id)
         ts = int(item.timestamp.timestamp()) if item.timestamp else int(time.time())
-        if isinstance(item, BounceEvent):
-            data: dict[str, Any] = {
-                "status": item.status, "errorcode": item.errorcode,
-                "description": item.description, "errortype": item.errortype,
-            }  # fmt: skip
-            kind = KINDS["errors"]
-        else:
-            data = {"report": item.report}
-            kind = KINDS["abuses"]
-        values = tuple(_column_value(c.name, c.type, data.get(c.name)) for c in kind.columns)
-        dest = store.destination(account.id, dest_id)
-        # The same report ingested twice is one event: its key comes from its content.
-        key = event_key(account.id, hashlib.sha256(raw).hexdigest() + f":{dest_id}:{kind.name}")
-        events.append(Event(kind, key, ts, account.id, dest.emailing_id, dest_id, 0, values))
-    return events
+        event = _item_event(account.id, dest, item, digest, ts)
+        if event.key not in events:
+            events[event.key] = event
+            if isinstance(item, BounceEvent):
+                reasons.append(item.reason)
+    return list(events.values()), tuple(reasons)
 
 
-def ingest_report(store: Store, account: Account, raw: bytes) -> int:
-    """Parse and store one report email; return how many events it held."""
-    events = report_events(store, account, raw)
-    store.insert_events(events)
-    return len(events)
+def ingest_report(store: Store, account: Account, raw: bytes) -> Taken:
+    """Parse and store one report email: what it held and how much of it was new.
+
+    An auto-reply or a delivery notice stores nothing and says why in `not_a_bounce`;
+    anything unreadable raises InvalidParameter (Unmatched when it names no destination).
+    """
+    return _take(store, account, lambda: parse_report(raw), raw)
+
+
+def ingest_sns(store: Store, account: Account, message: dict[str, Any]) -> Taken:
+    """Store the SES event of one SNS notification whose signature has been checked."""
+    raw = orjson.dumps([message.get("MessageId"), message.get("Message")])
+    return _take(store, account, lambda: [*parse_ses(message)], raw)
+
+
+def _take(store: Store, account: Account, parse: Callable[[], ReportEvents], raw: bytes) -> Taken:
+    try:
+        parsed = _read(parse)
+    except NotABounce as exc:
+        return Taken(not_a_bounce=str(exc))
+    events, reasons = report_events(store, account, parsed, raw)
+    return Taken(store.insert_events(events), len(events), reasons=reasons)

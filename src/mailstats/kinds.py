@@ -6,7 +6,7 @@ descriptions, so the kinds differ only in the columns they add to the common one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 ValueType = Literal["str", "int", "json"]
@@ -19,6 +19,8 @@ class Column:
     name: str
     type: ValueType = "str"
     max_length: int = 0  # 0: unbounded; longer values are cut on write
+    # Stored always, shown only with `extended=true`: Copernica's items stay as they are.
+    extended: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,14 @@ class Kind:
                 "timestamp",
             )
         )
-        return (*head, *(c.name for c in self.columns), "destination", "profile", "subprofile")
+        shown = (c.name for c in self.columns if not c.extended)
+        return (*head, *shown, "destination", "profile", "subprofile")
+
+    def extended(self) -> Kind:
+        """The same kind with its extended columns shown (`extended=true`)."""
+        if not any(c.extended for c in self.columns):
+            return self
+        return replace(self, columns=tuple(replace(c, extended=False) for c in self.columns))
 
 
 IP = Column("ip", max_length=64)
@@ -59,6 +68,7 @@ ERRORS = Kind(
         Column("errorcode", max_length=32),
         Column("description", max_length=2048),
         Column("errortype", max_length=32),
+        Column("reason", max_length=32, extended=True),  # mailstats.reports.REASONS
     ),
 )
 ABUSES = Kind("abuses", 5, (Column("report", "json", max_length=65536),))

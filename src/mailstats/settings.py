@@ -61,6 +61,7 @@ class Settings:
     access_log: bool = True
     pool_size: int = 10
     block_bits: int = 13  # a new database counts events in blocks of 2**block_bits IDs
+    sns_certificates: str = ""  # PEM file of the certificates SNS messages may be signed by
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -158,3 +159,10 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("workers must be at least 1")
     if not 0 <= settings.block_bits <= 40:
         raise InvalidParameter("block_bits must be 0 to 40")
+    if settings.sns_certificates:
+        from mailstats.reports.sns import load_certificates  # only when SNS is in use
+
+        try:
+            load_certificates(settings.sns_certificates)
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None

@@ -1,42 +1,117 @@
-"""`mailstats ingest-mail FILE...`: bounce (DSN) and complaint (ARF) emails into events."""
+"""`mailstats ingest-mail`: bounce, complaint and SES notification emails into events, from
+message files, mbox files, Maildir folders or standard input."""
 
 from __future__ import annotations
 
-import click
+import sys
+from collections import Counter
+from collections.abc import Iterator
 
-from mailstats import ingest
+import click
+from rich.console import Console
+from rich.progress import Progress
+
+from mailstats import ingest, mailboxes
 from mailstats.cli.common import db_option, load_settings, open_db
 from mailstats.errors import MailstatsError
+from mailstats.store import Account, Store
+
+EX_TEMPFAIL = 75  # sysexits.h: an MTA's pipe keeps the message and tries again
 
 
 @click.command(name="ingest-mail")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", nargs=-1, type=click.Path(allow_dash=True))
 @click.option("--account", required=True, help="The account the reports belong to.")
+@click.option("--pipe", is_flag=True,
+              help="As an MTA's pipe: exit 0 for a message that is not a report (so nothing "
+              "is sent back to its sender), 75 when the database cannot be reached.")  # fmt: skip
 @db_option
 def ingest_mail(
-    files: tuple[str, ...], account: str, db: str | None, config_file: str | None
+    paths: tuple[str, ...], account: str, pipe: bool, db: str | None, config_file: str | None
 ) -> None:
-    """Parse report emails into errors and abuses; a bad file is named and stores nothing.
+    """Read bounces and complaints into errors and abuses, then print a summary.
 
-    Example: mailstats ingest-mail --account acme bounces/*.eml
+    PATHS are message files, mbox files or Maildir folders; `-` or nothing reads one message
+    from standard input (as an MTA's pipe delivers it). A message that is not a report is
+    named on stderr and stores nothing; auto-replies are counted as not a bounce.
+
+    Example: mailstats ingest-mail --account acme bounces/*.eml ~/Maildir/.Bounces
+
+    Exit status: 0, or 1 when a message could not be read (0 with --pipe), or 75 when the
+    database failed (an MTA keeps the message and tries again).
     """
-    store = open_db(load_settings(db=db, config_file=config_file))
-    failed = 0
     try:
-        acct = store.account(account)
-        for path in files:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-            try:
-                count = ingest.ingest_report(store, acct, raw)
-            except MailstatsError as exc:
-                failed += 1
-                click.echo(f"{path}: {exc.message}", err=True)
-            else:
-                click.echo(f"{path}: {count} event(s)")
+        sources = [mailboxes.source(p) for p in paths or ("-",)]
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None
+    settings = load_settings(db=db, config_file=config_file)
+    try:
+        store = open_db(settings)
+    except click.ClickException:
+        raise
+    except Exception as exc:  # the database cannot be reached: let the MTA try again later
+        click.echo(f"temporary failure: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(EX_TEMPFAIL) from None
+    try:
+        acct = store.account(account)
+        tally = _ingest_all(store, acct, sources)
+    except MailstatsError as exc:
+        raise click.ClickException(exc.message) from None
+    except Exception as exc:  # the database went away: let the MTA try again later
+        click.echo(f"temporary failure: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(EX_TEMPFAIL) from None
     finally:
         store.close()
-    if failed:
+    click.echo(
+        f"{tally['messages']} message(s): {tally['taken']} taken "
+        f"({tally['stored']} event(s) stored), {tally['not a bounce']} not a bounce, "
+        f"{tally['unmatched']} unmatched, {tally['unreadable']} unreadable"
+    )
+    if tally["unreadable"] and not pipe:
         raise SystemExit(1)
+
+
+def _ingest_all(store: Store, account: Account, sources: list[mailboxes.Source]) -> Counter[str]:
+    tally: Counter[str] = Counter()
+    # Files named one by one get a line each; a mailbox's messages only when they fail.
+    files = all(s.kind in ("stdin", "message") for s in sources)
+    single = len(sources) == 1 and files
+    console = Console(stderr=True)
+    with Progress(console=console, disable=single or not console.is_terminal) as bar:
+        task = bar.add_task("reading", total=sum(s.count() for s in sources))
+        for label, raw in _messages(sources):
+            _one(store, account, label, raw, tally, verbose=files)
+            bar.advance(task)
+    return tally
+
+
+def _messages(sources: list[mailboxes.Source]) -> Iterator[tuple[str, bytes]]:
+    for src in sources:
+        yield from src.messages()
+
+
+def _one(
+    store: Store, account: Account, label: str, raw: bytes, tally: Counter[str], verbose: bool
+) -> None:
+    tally["messages"] += 1
+    try:
+        taken = ingest.ingest_report(store, account, raw)
+    except ingest.Unmatched as exc:
+        tally["unmatched"] += 1
+        click.echo(f"{label}: {exc.message}", err=True)
+        return
+    except MailstatsError as exc:
+        tally["unreadable"] += 1
+        click.echo(f"{label}: {exc.message}", err=True)
+        return
+    if taken.not_a_bounce:
+        tally["not a bounce"] += 1
+        if verbose:
+            click.echo(f"{label}: not a bounce: {taken.not_a_bounce}")
+        return
+    tally["taken"] += 1
+    tally["stored"] += taken.stored
+    if verbose:
+        why = f" ({', '.join(dict.fromkeys(taken.reasons))})" if taken.reasons else ""
+        click.echo(f"{label}: {taken.stored} event(s){why}")
+    sys.stdout.flush()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
+from email.utils import getaddresses
 
 from mailstats.reports.common import (
     Fields,
@@ -14,6 +16,7 @@ from mailstats.reports.common import (
     find_part,
     first,
     header,
+    header_values,
     identifiers,
     original_message,
     parse_date,
@@ -77,3 +80,39 @@ def report_fields(fields: Fields) -> dict[str, object]:
         elif name not in report and len(report) < MAX_FIELDS:
             report[name] = value.lower() if name == "feedback-type" else value
     return report
+
+
+_COMPLAINT_SENDER = re.compile(r"abuse|complaint|fbl|feedback|scomp|spam|junk", re.IGNORECASE)
+_COMPLAINT_SUBJECT = re.compile(
+    r"complaint|abuse|spam report|reported as spam|tos notification|feedback loop|\bfbl\b|"
+    r"junk (mail )?report|unsolicited",
+    re.IGNORECASE,
+)
+
+
+def parse_forwarded(envelope: Message) -> list[ComplaintEvent]:
+    """A complaint in the older formats: an abuse desk's or a provider's message (AOL's
+    Client TOS Notification, Hotmail's JMRP before ARF) with the original message attached
+    but no feedback-report part. Recognised by its sender or subject and the attachment."""
+    original = original_message(envelope)
+    hotmail = header(original, "x-hmxmroriginalrecipient")
+    said = (header(envelope, "from"), header(envelope, "subject"))
+    if original is None or not (
+        hotmail or _COMPLAINT_SENDER.search(said[0]) or _COMPLAINT_SUBJECT.search(said[1])
+    ):
+        raise ReportError("not a complaint: no feedback-report part and no forwarded message")
+    recipient = address(hotmail) or next(
+        (a for _, a in getaddresses(header_values(original, "to")[:1]) if a), ""
+    )
+    ids = identifiers(envelope, original, recipients=[recipient] if recipient else [])
+    if not ids:
+        raise ReportError("forwarded complaint has no identifier of the original message")
+    report: dict[str, object] = {"feedback-type": "abuse", "format": "forwarded"}
+    sender = next((a for _, a in getaddresses([said[0]]) if a), "")
+    if sender:
+        report["user-agent"] = sender
+    arrival = header(original, "date")
+    if arrival:
+        report["arrival-date"] = arrival
+    when = parse_date(header(envelope, "date")) or parse_date(arrival)
+    return [ComplaintEvent(ids, recipient or None, when, report)]

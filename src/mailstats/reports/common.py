@@ -37,16 +37,15 @@ class ReportError(ValueError):
     """The input is not a DSN or ARF report that can be read; the message says why."""
 
 
-def load(raw: object) -> tuple[Message, Message]:
-    """The whole message and its multipart/report part (the same one unless wrapped)."""
+def load(raw: object) -> Message:
+    """The whole message, parsed leniently and cut at MAX_REPORT_BYTES."""
     if isinstance(raw, bytearray | memoryview):
         raw = bytes(raw)
     if not isinstance(raw, bytes):
         raise ReportError(f"a report must be bytes, not {type(raw).__name__}")
     if not raw.strip():
         raise ReportError("empty report")
-    envelope = parse_message(raw[:MAX_REPORT_BYTES])
-    return envelope, _find_report(envelope)
+    return parse_message(raw[:MAX_REPORT_BYTES])
 
 
 class _Part(Message):
@@ -79,15 +78,25 @@ def parse_message(raw: bytes) -> Message:
     return BytesParser(new_part, policy=compat32).parsebytes(raw)
 
 
-def _find_report(envelope: Message) -> Message:
-    ctype = envelope.get_content_type()
-    if ctype == "multipart/report":
-        return envelope
-    # A gateway may wrap the report in multipart/mixed (disclaimers, list footers).
-    for part in subparts(envelope):
-        if part.get_content_type() == "multipart/report":
-            return part
-    raise ReportError(f"not a multipart/report message (Content-Type is {ctype})")
+RETURNED = ("message/rfc822", "message/global", "text/rfc822-headers", "text/rfc822",
+            "message/global-headers", "message/rfc822-headers")  # fmt: skip
+MAX_DEPTH = 8
+
+
+def walk(msg: Message, depth: int = 0) -> list[Message]:
+    """The message and its parts depth-first, without entering a returned message: a
+    bounce of a bounce must not be read as the inner one."""
+    found = [msg]
+    if depth < MAX_DEPTH and msg.get_content_maintype() == "multipart":
+        for part in subparts(msg):
+            found += walk(part, depth + 1)
+    return found[:MAX_PARTS]
+
+
+def find_report(envelope: Message) -> Message:
+    """The multipart/report part (at any depth: gateways wrap reports in multipart/mixed),
+    else the envelope itself."""
+    return next((p for p in walk(envelope) if p.get_content_type() == "multipart/report"), envelope)
 
 
 def report_type(report: Message) -> str:
@@ -104,9 +113,10 @@ def subparts(msg: Message, limit: int = 100) -> list[Message]:
     return [p for p in payload[:limit] if isinstance(p, Message)]
 
 
-def find_part(report: Message, types: Iterable[str]) -> Message | None:
+def find_part(root: Message, types: Iterable[str]) -> Message | None:
+    """The first part of one of `types`, at any depth outside returned messages."""
     wanted = set(types)
-    return next((p for p in subparts(report) if p.get_content_type() in wanted), None)
+    return next((p for p in walk(root) if p.get_content_type() in wanted), None)
 
 
 def clean(value: str, limit: int = MAX_VALUE_CHARS) -> str:
@@ -166,6 +176,35 @@ def body_bytes(part: Message) -> bytes:
     return value if isinstance(value, bytes) else b""
 
 
+def part_text(part: Message, limit: int = MAX_FIELD_CHARS) -> str:
+    """A leaf part's text in its declared charset (utf-8 when that is unknown)."""
+    data = body_bytes(part)[:limit]
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+_TAG = re.compile(r"<[^<>]*>")  # never across another "<": linear on unclosed tags
+_BREAK = re.compile(r"<\s*(br|/p|/div|/tr|/li|/h\d)\b[^>]*>", re.IGNORECASE)
+_ENTITIES = {"&nbsp;": " ", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&amp;": "&"}
+
+
+def notice_text(root: Message) -> str:
+    """What a person would read of the message: its text/plain parts outside any returned
+    message, else its HTML with the tags taken out."""
+    parts = [p for p in walk(root) if not p.is_multipart()]
+    plain = [part_text(p) for p in parts if p.get_content_type() == "text/plain"]
+    if any(t.strip() for t in plain):
+        return "\n\n".join(plain)[:MAX_FIELD_CHARS]
+    html = [part_text(p) for p in parts if p.get_content_type() == "text/html"]
+    text = _TAG.sub("", _BREAK.sub("\n", "\n".join(html)))
+    for entity, char in _ENTITIES.items():
+        text = text.replace(entity, char)
+    return text[:MAX_FIELD_CHARS]
+
+
 def _raw(text: str) -> bytes:
     """Back to the bytes the parser read (it keeps undecodable bytes as surrogates)."""
     return text.encode("utf-8", "surrogateescape")
@@ -205,15 +244,15 @@ def address(value: str) -> str:
     return value.strip().strip("<>").strip()
 
 
-def original_message(report: Message) -> Message | None:
+def original_message(root: Message) -> Message | None:
     """The headers of the returned message: message/rfc822 or text/rfc822-headers."""
-    for part in subparts(report):
+    for part in walk(root):
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "message/global", "message/global-headers"):
             inner = subparts(part, limit=1)
             if inner:
                 return inner[0]
-        elif ctype in ("text/rfc822-headers", "text/rfc822"):
+        elif ctype in ("text/rfc822-headers", "text/rfc822", "message/rfc822-headers"):
             return parse_message(body_bytes(part)[:MAX_FIELD_CHARS])
     return None
 

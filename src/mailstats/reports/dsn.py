@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
 
+from mailstats.reports import classify
 from mailstats.reports.common import (
     MAX_VALUE_CHARS,
     Fields,
@@ -22,8 +23,12 @@ from mailstats.reports.common import (
 )
 
 DSN_PARTS = ("message/delivery-status", "message/global-delivery-status")
-REPORTED_ACTIONS = ("failed", "delayed")
 MAX_RECIPIENTS = 1000
+# RFC 3464 names failed, delayed, delivered, relayed and expanded; servers also send these.
+FAILED_ACTIONS = frozenset({"failed", "failure", "expired", "undeliverable", "bounced",
+                            "rejected", "permanent", "dropped"})  # fmt: skip
+DELAYED_ACTIONS = frozenset({"delayed", "delay", "deferred", "transient", "retry"})
+_RECIPIENT_FIELDS = ("final-recipient", "original-recipient", "action", "status")
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _REPLY_CODE = re.compile(r"([245]\d\d)(?=[\s-]|$)")
@@ -69,23 +74,31 @@ class BounceEvent:
     status: str  # enhanced status code, "5.1.1"
     errorcode: str  # SMTP reply code from the Diagnostic-Code, "550", else ""
     description: str  # the diagnostic text, else words for the status
-    errortype: str  # "hard" (permanent failure) or "soft" (transient, delayed)
+    errortype: str  # "hard" (the address will never accept mail) or "soft"
     action: str  # "failed" or "delayed"
+    reason: str = "undefined"  # one of classify.REASONS
+
+
+class NotABounce(ReportError):
+    """A message that reports no failure (an auto-reply, a delivery notice): nothing to
+    record, and nothing wrong with it either."""
 
 
 def parse_dsn(envelope: Message, report: Message) -> list[BounceEvent]:
-    """The failed and delayed recipients of a multipart/report; report-type=delivery-status."""
-    part = find_part(report, DSN_PARTS)
+    """The failed and delayed recipients of a delivery-status report, wherever its
+    message/delivery-status part sits."""
+    part = find_part(report, DSN_PARTS) or find_part(envelope, DSN_PARTS)
     if part is None:
         raise ReportError("delivery-status report has no message/delivery-status part")
     blocks = field_blocks(part)
-    per_message = blocks[0] if blocks and not first(blocks[0], "action") else []
-    recipients = [b for b in blocks if first(b, "action")][:MAX_RECIPIENTS]
+    recipients = [b for b in blocks if any(first(b, n) for n in _RECIPIENT_FIELDS)]
+    per_message = blocks[0] if blocks and blocks[0] not in recipients else []
+    recipients = recipients[:MAX_RECIPIENTS]
     if not recipients:
-        raise ReportError("delivery-status report has no per-recipient block with an Action")
-    reported = [b for b in recipients if _action(b) in REPORTED_ACTIONS]
+        raise ReportError("delivery-status report has no per-recipient block")
+    reported = [b for b in recipients if _action(b) in ("failed", "delayed")]
     if not reported:
-        raise ReportError("no failed recipients in the delivery-status report")
+        raise NotABounce("a delivery notice: no failed or delayed recipient")
     addresses = [
         address(first(b, name))
         for b in recipients
@@ -93,7 +106,7 @@ def parse_dsn(envelope: Message, report: Message) -> list[BounceEvent]:
     ]
     ids = identifiers(
         envelope,
-        original_message(report),
+        original_message(report) or original_message(envelope),
         recipients=[a for a in addresses if a],
         more_ids=[first(per_message, "x-original-message-id")],
     )
@@ -106,29 +119,70 @@ def parse_dsn(envelope: Message, report: Message) -> list[BounceEvent]:
 
 def _bounce(block: Fields, ids: tuple[str, ...], fallback: datetime | None) -> BounceEvent:
     action = _action(block)
-    diagnostic = _diagnostic_text(first(block, "diagnostic-code"))
-    code = _REPLY_CODE.match(diagnostic)
-    errorcode = code.group(1) if code else ""
-    diagnostic = _join_reply_lines(diagnostic, errorcode)
-    status = _status(first(block, "status"), diagnostic, errorcode, action)
+    raw_action = first(block, "action").lower()
     recipient = address(first(block, "original-recipient")) or address(
         first(block, "final-recipient")
     )
+    return failure(
+        ids,
+        recipient,
+        parse_date(first(block, "last-attempt-date")) or fallback,
+        first(block, "diagnostic-code"),
+        status_field=first(block, "status"),
+        action=action,
+        hint="expired" if raw_action.startswith("expired") else "",
+    )
+
+
+def failure(
+    ids: tuple[str, ...],
+    recipient: str,
+    timestamp: datetime | None,
+    diagnostic: str,
+    *,
+    status_field: str = "",
+    action: str = "failed",
+    hint: str = "",
+) -> BounceEvent:
+    """One failed recipient from what a report says of it, in whatever format: the status
+    from the field, else the words, else what the reason implies."""
+    diagnostic = _diagnostic_text(diagnostic)
+    code = _REPLY_CODE.match(diagnostic)
+    errorcode = code.group(1) if code else ""
+    diagnostic = _join_reply_lines(diagnostic, errorcode)
+    status = _status(status_field, diagnostic)
+    why = hint or classify.reason(status, diagnostic)
+    if not status:
+        klass = errorcode[:1] if errorcode[:1] in ("4", "5") else ""
+        klass = klass or ("4" if action == "delayed" else "5")
+        status = classify.implied_status(why, klass)
+    delayed = action == "delayed"
     return BounceEvent(
         identifiers=ids,
         recipient=recipient or None,
-        timestamp=parse_date(first(block, "last-attempt-date")) or fallback,
+        timestamp=timestamp,
         status=status,
         errorcode=errorcode,
         description=diagnostic or describe_status(status),
-        errortype="hard" if status.startswith("5") and action != "delayed" else "soft",
+        errortype=classify.errortype(why, status, delayed),
         action=action,
+        reason=why,
     )
 
 
 def _action(block: Fields) -> str:
-    words = first(block, "action").lower().split()
-    return words[0] if words else ""
+    """failed, delayed, or what else the block says; a missing Action is read from the
+    Status class, as several gateways leave it out."""
+    words = first(block, "action").lower().replace(";", " ").split()
+    word = words[0] if words else ""
+    if word in FAILED_ACTIONS:
+        return "failed"
+    if word in DELAYED_ACTIONS:
+        return "delayed"
+    if word:
+        return word
+    status = _status(first(block, "status"), first(block, "diagnostic-code"))
+    return {"5": "failed", "4": "delayed"}.get(status[:1], "delivered" if status else "failed")
 
 
 def _diagnostic_text(value: str) -> str:
@@ -152,14 +206,12 @@ def _join_reply_lines(text: str, code: str) -> str:
     return " ".join([head, *(line for line in lines if line)])
 
 
-def _status(field: str, diagnostic: str, errorcode: str, action: str) -> str:
+def _status(field: str, diagnostic: str) -> str:
     for text in (field, diagnostic):
         match = _STATUS.search(text)
         if match:
             return ".".join(str(int(g)) for g in match.groups())
-    if errorcode[:1] in ("4", "5"):
-        return f"{errorcode[0]}.0.0"
-    return "4.0.0" if action == "delayed" else "5.0.0"
+    return ""
 
 
 def describe_status(status: str) -> str:

@@ -108,6 +108,11 @@ class SQLiteCapture(CaptureLog):
         for pragma in ("journal_mode = WAL", "synchronous = FULL", "busy_timeout = 10000"):
             self._conn.execute(f"PRAGMA {pragma}")
         self._conn.execute(SQLITE_TABLE)
+        # a log made by an older version lacks the columns kinds gained since
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(log)")}
+        for name in VALUE_COLUMNS:
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE log ADD COLUMN {name}")
         self._sql: dict[tuple[str, ...], str] = {}
 
     def append(self, events: Sequence[Event]) -> None:

@@ -258,6 +258,12 @@ class Store:
         row = self._one("destination_by_message_key", {"key": key, "account_id": account_id})
         return int(row[0]) if row else None
 
+    def destination_by_email(self, account_id: int, emailing_id: int, email: str) -> int | None:
+        """The emailing's (first) destination with this address, in any case."""
+        params = {"emailing_id": emailing_id, "email": email, "account_id": account_id}
+        row = self._one("destination_by_email", params)
+        return int(row[0]) if row else None
+
     def tracking_destination(self, destination_id: int) -> tuple[int, int, dict[str, Any]] | None:
         """(account, emailing, fields) of a destination, for the tracking endpoints."""
         row = self._one("destination_for_tracking", {"id": destination_id})
@@ -387,6 +393,17 @@ class Store:
             "counts": {kind.name: counts.get(kind.code, (0, 0)) for kind in KINDS.values()},
             "retries": retries,
         }
+
+    def error_reasons(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, int]:
+        """How many errors in scope and range have each reason, most first (then by name)."""
+        q = ev.where(KINDS["errors"], scope, ev.Filter(begin, end), self.backend.placeholder,
+                     self.backend.like)  # fmt: skip
+        sql = f"SELECT e.reason, count(*) FROM events e WHERE {q.where} GROUP BY e.reason"
+        counted = [(str(r or "undefined"), int(n)) for r, n in self.backend.fetch(sql, q.args)]
+        merged: dict[str, int] = {}
+        for name, n in counted:  # errors stored before reasons were kept count as undefined
+            merged[name] = merged.get(name, 0) + n
+        return dict(sorted(merged.items(), key=lambda item: (-item[1], item[0])))
 
     def destination_count(self, scope: Scope) -> int:
         if scope.destination_id is not None:

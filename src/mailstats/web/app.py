@@ -44,6 +44,7 @@ ROUTES = [
     Route(f"{V2}/emailings", emailings.create, methods=["POST"]),
     Route(f"{V2}/events", ingest.bulk, methods=["POST"]),
     Route(f"{V2}/reports", ingest.report_mail, methods=["POST"]),
+    Route(f"{V2}/reports/sns", ingest.report_sns, methods=["POST"]),
     Route(f"{V2}/emailing/{{id}}", emailings.get_one, methods=["GET"]),
     Route(f"{V2}/emailing/{{id}}/destinations", destinations.list_all, methods=["GET"]),
     Route(f"{V2}/emailing/{{id}}/destinations", destinations.create, methods=["POST"]),

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from mailstats import __version__
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
+from mailstats.reports import REASONS
 from mailstats.web.api import destinations, emailings, events, ingest, statistics
 from mailstats.web.errors import JSON
 
@@ -167,6 +168,12 @@ def reported(kind: Kind) -> Schema:
             properties[column.name] = {**ATTEMPTS, "type": ["integer", "null"]}
         elif column.type == "json":
             properties[column.name] = {"type": ["object", "null"]}
+        elif column.name == "reason":
+            properties[column.name] = {
+                "type": ["string", "null"],
+                "enum": [*REASONS, None],
+                "description": "Default: read from status and description.",
+            }
         else:
             properties[column.name] = SCALAR
     return {"type": "object", "properties": properties}
@@ -432,6 +439,24 @@ _NDJSON = (
     f"{', '.join(REPORTED)}, the rest as when reporting one event. All lines or none."
 )
 _REPORT_TYPES = ("message/rfc822", "application/octet-stream", "text/plain")
+_SNS = (
+    "The JSON message SNS posts (Type Notification, SubscriptionConfirmation or "
+    "UnsubscribeConfirmation); refused unless signed by a certificate in sns_certificates."
+)
+NOT_A_BOUNCE = {
+    "200": {
+        "description": "Read, and nothing to record: an auto-reply, a delivery notice, or an "
+        "SNS subscription message. The body is empty.",
+        "headers": {
+            "X-Created": {"required": True, "schema": {"type": "string", "enum": ["0"]}},
+            "X-Not-A-Bounce": {
+                "required": False,
+                "description": "Why the message is not a bounce.",
+                "schema": {"type": "string"},
+            },
+        },
+    }
+}
 
 
 @functools.cache
@@ -462,9 +487,14 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
         body={"application/x-ndjson": {"schema": {"type": "string", "description": _NDJSON}}},
     ),
     ingest.report_mail: _one(
-        "Ingest one bounce (DSN) or complaint (ARF) email",
-        CREATED,
+        "Ingest one bounce, complaint or SES notification email",
+        {**CREATED, **NOT_A_BOUNCE},
         body={t: {"schema": {"type": "string", "format": "binary"}} for t in _REPORT_TYPES},
+    ),
+    ingest.report_sns: _one(
+        "Ingest one Amazon SNS notification of an SES event, its signature checked",
+        {**CREATED, **NOT_A_BOUNCE},
+        body={"text/plain": {"schema": {"type": "string", "description": _SNS}}},
     ),
     destinations.list_all: _one(
         "List an emailing's destinations",

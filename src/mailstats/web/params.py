@@ -279,6 +279,11 @@ def _optional_int(query: Mapping[str, list[str]], name: str, default: int) -> in
     return default if value is None else parse_int(value, name)
 
 
+def extended(query: Mapping[str, list[str]]) -> bool:
+    """`extended=true`: mailstats' own fields beyond Copernica's (an error's `reason`)."""
+    return _optional_bool(query, "extended", False)
+
+
 def _optional_bool(query: Mapping[str, list[str]], name: str, default: bool) -> bool:
     value = scalar(query, name)
     return default if value is None else parse_bool(value)

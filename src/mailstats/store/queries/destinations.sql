@@ -16,3 +16,8 @@ SELECT id FROM destinations WHERE message_key = :key AND account_id = :account_i
 
 -- name: link_by_id
 SELECT emailing_id, url FROM links WHERE id = :id;
+
+-- name: destination_by_email
+SELECT id FROM destinations
+WHERE emailing_id = :emailing_id AND lower(email) = lower(:email) AND account_id = :account_id
+ORDER BY id LIMIT 1;

@@ -29,6 +29,8 @@ async def list_events(request: Request) -> Response:
     st = context.state(request)
     tz = st.zone(account.timezone)
     query = context.query(request)
+    if params.extended(query):
+        kind = kind.extended()
     lp = params.parse_list_params(query, tz, filterable(kind))
     fmt = params.scalar(query, "format")
     scope = context.scope(request, account.id)

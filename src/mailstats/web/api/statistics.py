@@ -22,11 +22,14 @@ async def get(request: Request) -> Response:
         bounds.append(None if raw is None else params.parse_time(raw, tz, name, upper=upper))
     scope = context.scope(request, account.id)
 
-    def load() -> tuple[int, dict[str, Any]]:
-        st.store.check_scope(scope)
-        return st.store.destination_count(scope), st.store.statistics(scope, *bounds)
+    extended = params.extended(query)
 
-    destinations, stats = await context.run(load)
+    def load() -> tuple[int, dict[str, Any], dict[str, int]]:
+        st.store.check_scope(scope)
+        reasons = st.store.error_reasons(scope, *bounds) if extended else {}
+        return st.store.destination_count(scope), st.store.statistics(scope, *bounds), reasons
+
+    destinations, stats, reasons = await context.run(load)
     counts = stats["counts"]
 
     def pair(name: str) -> dict[str, int]:
@@ -40,7 +43,7 @@ async def get(request: Request) -> Response:
             "abuses": pair("abuses"),
             "clicks": pair("clicks"),
             "deliveries": {"total": counts["deliveries"][0]},
-            "errors": pair("errors"),
+            "errors": {**pair("errors"), "reasons": reasons} if extended else pair("errors"),
             "impressions": pair("impressions"),
             "retries": {"total": retries_total, "unique": retries_unique},
             "unsubscribes": pair("unsubscribes"),
