@@ -32,7 +32,9 @@ GOAL = 0.50
 # as the store's own connections have them
 _SQLITE_PRAGMAS = ("journal_mode = WAL", "synchronous = FULL", "busy_timeout = 10000",
                    "cache_size = -65536")  # fmt: skip
-HARD_BOUNCE = ("5.1.1", "550", "550 5.1.1 <r@example.com>: Recipient address rejected", "hard")
+HARD_BOUNCE = (
+    "5.1.1", "550", "550 5.1.1 <r@example.com>: Recipient address rejected", "hard", "userunknown",
+)  # fmt: skip
 
 
 def _item(data: DataSet, rng: random.Random, n: int, run: str) -> tuple[dict[str, Any], Event]:
@@ -43,7 +45,8 @@ def _item(data: DataSet, rng: random.Random, n: int, run: str) -> tuple[dict[str
     item: dict[str, Any] = {"destination": dest, "timestamp": local(ts), "key": f"{run}-{n}"}
     if n % 5 == 4:
         kind, values = KINDS["errors"], HARD_BOUNCE
-        item.update(zip(("status", "errorcode", "description", "errortype"), values, strict=True))
+        fields = ("status", "errorcode", "description", "errortype", "reason")
+        item.update(zip(fields, values, strict=True))
     else:
         kind, values = KINDS["deliveries"], (1 + n % 7 // 6,)
         item["attempts"] = values[0]
