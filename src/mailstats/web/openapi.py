@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mailstats import __version__
+from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.web.api import destinations, emailings, events, ingest, statistics
@@ -77,7 +78,7 @@ HEADER_TEXT: Schema = {
     "maxLength": 1000,
     "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$",
 }
-EMAIL: Schema = {"type": "string", "maxLength": 320, "pattern": emailings.EMAIL_PATTERN}
+EMAIL: Schema = {"type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN}
 NULLABLE_TEXT: Schema = {"type": ["string", "null"]}
 TIME_IN: Schema = {"type": "string", "pattern": f"^\\s*{_TIME}\\s*$"}
 TIME_OUT: Schema = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}$"}
