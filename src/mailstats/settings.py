@@ -188,13 +188,13 @@ def _validate(settings: Settings) -> None:
 
 
 def host_port(value: str, name: str) -> tuple[str, int]:
-    """("host", port) from "host:port" or "[v6]:port".
+    """("host", port) from "host:port" or "[v6]:port" (port 0: any free one).
 
     >>> host_port("[::1]:2525", "smtp_listen")
     ('::1', 2525)
     """
     host, sep, port = value.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise InvalidParameter(f"{name} must be host:port, not {value!r}")
     return host, int(port)

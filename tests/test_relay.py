@@ -1,0 +1,323 @@
+"""The SMTP relay, over real SMTP: smtplib sends to the relay on a loopback port, and a real
+SMTP server (tests/smtp_sink.py) is its next hop, on both backends."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+from collections.abc import Iterator
+from email.message import EmailMessage, Message
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from mailstats.relay import Background, Relay
+from mailstats.settings import Settings
+from mailstats.web.app import App
+from tests.helpers import body_html
+from tests.smtp_sink import Sink
+
+HTML = (
+    "<html><head><title>Sale</title></head><body>\n"
+    '<p>Hello <a href="https://shop.example/a?x=1&amp;y=2">A</a>\n'
+    "<a href='https://shop.example/b'>B</a> <a href=\"mailto:x@shop.example\">mail</a></p>\n"
+    "</body></html>\n"
+)
+TEXT = "Hello, see https://shop.example/a?x=1&y=2 and https://shop.example/b.\n"
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    with Sink() as s:
+        yield s
+
+
+def relay_settings(settings: Settings, sink: Sink, **more: Any) -> Settings:
+    return settings.replace(smtp_listen="127.0.0.1:0", smtp_next_hop=f"127.0.0.1:{sink.port}", **more)
+
+
+@pytest.fixture
+def relay(app: App, settings: Settings, sink: Sink) -> Iterator[Relay]:
+    with Background(relay_settings(settings, sink), app.store) as r:
+        yield r
+
+
+def message(
+    to: str = "ann@example.org",
+    *,
+    subject: str = "Autumn sale",
+    emailing: str | None = "autumn",
+    html: str | None = HTML,
+    text: str | None = TEXT,
+    message_id: str | None = "<m1@shop.example>",
+    **headers: str,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Shop <news@shop.example>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    if message_id:
+        msg["Message-ID"] = message_id
+    if emailing:
+        msg["X-Mailstats-Emailing"] = emailing
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    if text is not None:
+        msg.set_content(text)
+    if html is not None:
+        if text is None:
+            msg.set_content(html, subtype="html")
+        else:
+            msg.add_alternative(html, subtype="html")
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def send(
+    relay: Relay,
+    raw: bytes,
+    to: list[str] | None = None,
+    *,
+    user: str = "acme",
+    password: str,
+    sender: str = "news@shop.example",
+    **options: Any,
+) -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", relay.port) as smtp:
+        smtp.login(user, password)
+        return smtp.sendmail(sender, to or ["ann@example.org"], raw, **options)
+
+
+def parsed(data: bytes) -> Message:
+    return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def part(msg: Message, ctype: str) -> Any:
+    found = next(p for p in msg.walk() if p.get_content_type() == ctype)
+    return found
+
+
+def get(http: TestClient, token: str, path: str) -> Any:
+    r = http.get(f"/v2/{path}", params={"access_token": token})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_one_copy_tracked_like_body_html(
+    relay: Relay, sink: Sink, http: TestClient, token: str
+) -> None:
+    send(relay, message(), password=token)
+    [got] = sink.received
+    emailings = get(http, token, "ms/emailings")["data"]
+    assert [e["subject"] for e in emailings] == ["Autumn sale"]
+    [dest] = get(http, token, f"ms/emailing/{emailings[0]['id']}/destinations")["data"]
+    copy = parsed(got.data)
+    # the HTML part is exactly what the API renders for this destination
+    assert part(copy, "text/html").get_content() == body_html(http, token, int(dest["ID"]))
+    assert "https://shop.example/a" not in part(copy, "text/html").get_content()
+    assert "mailto:x@shop.example" in part(copy, "text/html").get_content()
+    headers = get(http, token, f"ms/destination/{dest['ID']}/headers")
+    assert got.sender == headers["Return-Path"].strip("<>")
+    assert got.sender.startswith("bounces+") and got.sender.endswith("@shop.example")
+    assert got.recipients == ["ann@example.org"]
+    assert copy["List-Unsubscribe"] == headers["List-Unsubscribe"]
+    assert copy["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert copy["X-Mailstats-Emailing"] is None
+    assert copy["Message-ID"] == "<m1@shop.example>"  # the sender's own stays
+    assert part(copy, "text/plain").get_content().replace("\r\n", "\n") == TEXT  # untouched
+    # the tracked link takes a recipient where the message pointed
+    link = http.get(
+        body_html(http, token, int(dest["ID"])).split('href="http://t.test', 1)[1].split('"')[0]
+    )
+    assert link.status_code == 302
+    assert link.headers["location"] == "https://shop.example/a?x=1&y=2"
+
+
+def test_every_other_byte_of_the_message_unchanged(
+    relay: Relay, sink: Sink, token: str
+) -> None:
+    raw = message(emailing=None, Reply_To="help@shop.example")
+    send(relay, raw, password=token)
+    [got] = sink.received
+    sent, copy = parsed(raw), parsed(got.data)
+    for name in ("From", "To", "Subject", "Reply-To", "Content-Type", "MIME-Version"):
+        assert copy[name] == sent[name]
+    assert part(copy, "text/plain").as_bytes() == part(sent, "text/plain").as_bytes()
+    html_in = part(sent, "text/html").get_content()
+    html_out = part(copy, "text/html").get_content()
+    assert html_out.startswith(html_in.split('href="', 1)[0])
+    assert html_out.endswith("</body></html>\r\n")
+    assert '<img src="http://t.test/o/' in html_out
+
+
+def test_text_part_tracked_when_set(
+    app: App, settings: Settings, sink: Sink, http: TestClient, token: str
+) -> None:
+    with Background(relay_settings(settings, sink, smtp_track_text=True), app.store) as relay:
+        send(relay, message(), password=token)
+    text = part(parsed(sink.received[0].data), "text/plain").get_content()
+    assert "https://shop.example" not in text
+    assert text.startswith("Hello, see http://t.test/c/") and text.endswith(".\r\n")
+    path = text.split("http://t.test", 2)[2].split(".", 1)[0].strip()
+    assert http.get(path).headers["location"] == "https://shop.example/b"
+
+
+def test_one_copy_per_recipient_each_a_destination(
+    relay: Relay, sink: Sink, http: TestClient, token: str
+) -> None:
+    rcpts = ["ann@example.org", "bob@example.org", "cy@example.org"]
+    send(relay, message(), rcpts, password=token)
+    assert sorted(r.recipients[0] for r in sink.received) == rcpts
+    assert len({r.sender for r in sink.received}) == 3  # a bounce address each
+    emailing = get(http, token, "ms/emailings")["data"][0]
+    assert emailing["destinations"] == "3"
+    # a second message with the same key joins the emailing; a retry is the same destination
+    send(relay, message("dee@example.org", message_id="<m2@shop.example>"), ["dee@example.org"], password=token)
+    send(relay, message(), ["bob@example.org"], password=token)
+    assert len(get(http, token, "ms/emailings")["data"]) == 1
+    dests = get(http, token, f"ms/emailing/{emailing['id']}/destinations")["data"]
+    assert len(dests) == 4
+    bob = [r.sender for r in sink.received if r.recipients == ["bob@example.org"]]
+    assert len(bob) == 2 and bob[0] == bob[1]
+
+
+def test_without_the_header_one_emailing_per_sender_and_subject(
+    relay: Relay, sink: Sink, http: TestClient, token: str
+) -> None:
+    send(relay, message(emailing=None, message_id="<a@x>"), password=token)
+    send(relay, message(emailing=None, message_id="<b@x>"), password=token)
+    send(relay, message(emailing=None, subject="Other", message_id="<c@x>"), password=token)
+    subjects = sorted(e["subject"] for e in get(http, token, "ms/emailings")["data"])
+    assert subjects == ["Autumn sale", "Other"]
+
+
+def test_who_may_send(app: App, relay: Relay, sink: Sink, token: str) -> None:
+    other = app.store.create_token("other", "Europe/Amsterdam")
+    with smtplib.SMTP("127.0.0.1", relay.port) as smtp:
+        smtp.ehlo()
+        assert "auth" in smtp.esmtp_features  # loopback: AUTH without TLS
+        code, text = smtp.mail("news@shop.example")
+        assert (code, text[:5]) == (530, b"5.7.0")
+    for user, password in (("acme", "wrong"), ("acme", other), ("other", token)):
+        with smtplib.SMTP("127.0.0.1", relay.port) as smtp:
+            with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                smtp.login(user, password)
+            assert refused.value.smtp_code == 535
+    with smtplib.SMTP("127.0.0.1", relay.port) as smtp:  # AUTH LOGIN works too
+        smtp.ehlo()
+        smtp.user, smtp.password = "acme", token
+        code, _ = smtp.auth("LOGIN", smtp.auth_login)
+        assert code == 235
+    assert sink.received == []
+    assert app.store.emailings(1, start=0, limit=10, total=True).total == 0
+
+
+def test_next_hop_down_4xx_and_5xx(
+    app: App, relay: Relay, sink: Sink, http: TestClient, token: str
+) -> None:
+    sink.stop()
+    with pytest.raises(smtplib.SMTPDataError) as down:
+        send(relay, message(), password=token)
+    assert down.value.smtp_code == 451 and b"4.4.1" in down.value.smtp_error
+    sink.start()
+    sink.data_reply = "452 4.3.1 Insufficient system storage"
+    with pytest.raises(smtplib.SMTPDataError) as soft:
+        send(relay, message(), password=token)
+    assert soft.value.smtp_code == 451 and b"452 4.3.1" in soft.value.smtp_error
+    sink.data_reply = "554 5.7.1 Not welcome here"
+    with pytest.raises(smtplib.SMTPDataError) as hard:
+        send(relay, message(), password=token)
+    assert hard.value.smtp_code == 554 and hard.value.smtp_error.startswith(b"5.7.1")
+    assert b"Not welcome here" in hard.value.smtp_error
+    # nothing was kept for copies that went nowhere
+    assert get(http, token, "ms/emailings")["total"] == 0
+    sink.data_reply = None
+    send(relay, message(), password=token)
+    assert len(sink.received) == 1
+
+
+def test_some_copies_refused(relay: Relay, sink: Sink, http: TestClient, token: str) -> None:
+    sink.rcpt_replies["bob@example.org"] = "550 5.1.1 No such user"
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(relay, message(), ["ann@example.org", "bob@example.org"], password=token)
+    assert refused.value.smtp_code == 550 and b"1 of 2 accepted" in refused.value.smtp_error
+    assert [r.recipients for r in sink.received] == [["ann@example.org"]]
+    emailing = get(http, token, "ms/emailings")["data"][0]
+    assert emailing["destinations"] == "1"  # bob's destination was undone
+    sink.rcpt_replies["bob@example.org"] = "450 4.2.1 Try later"
+    with pytest.raises(smtplib.SMTPDataError) as later:
+        send(relay, message(), ["ann@example.org", "bob@example.org"], password=token)
+    assert later.value.smtp_code == 451
+
+
+DEFECTIVE = (
+    b"From: news@shop.example\r\nTo: ann@example.org\r\nSubject: broken\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n"
+    b"--b1\r\nContent-Type: text/html\r\n\r\n<a href=\"https://shop.example/a\">A</a>\r\n"
+)  # the closing boundary is missing
+SIGNED = (
+    b"DKIM-Signature: v=1; a=rsa-sha256; d=shop.example; s=s1; h=from; bh=x; b=y\r\n"
+    b"From: news@shop.example\r\nTo: ann@example.org\r\nSubject: signed\r\n"
+    b"Content-Type: text/html\r\n\r\n<a href=\"https://shop.example/a\">A</a>\r\n"
+)
+
+
+@pytest.mark.parametrize("raw", [DEFECTIVE, SIGNED], ids=["mime-defects", "dkim-signed"])
+def test_forwarded_byte_for_byte(
+    raw: bytes, relay: Relay, sink: Sink, http: TestClient, token: str
+) -> None:
+    send(relay, raw, password=token)
+    [got] = sink.received
+    assert got.data == raw
+    assert got.sender == "news@shop.example"
+    assert relay.counts["messages untracked"] == 1
+    assert get(http, token, "ms/emailings")["total"] == 0
+
+
+def test_size_limit(app: App, settings: Settings, sink: Sink, token: str) -> None:
+    with Background(relay_settings(settings, sink, smtp_max_bytes=4096), app.store) as relay:
+        with smtplib.SMTP("127.0.0.1", relay.port) as smtp:
+            smtp.ehlo()
+            assert smtp.esmtp_features["size"] == "4096"
+        with pytest.raises(smtplib.SMTPException) as big:
+            send(relay, message(html=HTML * 50), password=token)
+        assert "552" in str(big.value)
+    assert sink.received == []
+
+
+def test_internationalised_addresses_and_8bit(
+    relay: Relay, sink: Sink, http: TestClient, token: str
+) -> None:
+    rcpts = ["hélène@example.org", "ann@exämple.org"]
+    raw = message("hélène@example.org", subject="Été", html="<p>Été <a href='https://shop.example/é'>x</a></p>")
+    raw = email.message_from_bytes(raw, policy=email.policy.SMTPUTF8).as_bytes()
+    send(relay, raw, rcpts, password=token, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    assert sorted(r.recipients[0] for r in sink.received) == sorted(rcpts)
+    assert all("SMTPUTF8" in r.options and "BODY=8BITMIME" in r.options for r in sink.received)
+    emailing = get(http, token, "ms/emailings")["data"][0]
+    assert emailing["subject"] == "Été"
+    # the API takes such addresses too
+    r = http.post(
+        f"/v2/ms/emailing/{emailing['id']}/destinations",
+        params={"access_token": token},
+        json=[{"email": "hélène@example.org"}, {"email": "ann@exämple.org"}],
+    )
+    assert r.status_code == 201, r.text
+    mime = http.get(f"/v2/ms/destination/{r.headers['x-created'].split(',')[0]}/body/mime",
+                    params={"access_token": token})  # fmt: skip
+    assert mime.status_code == 200
+    assert "To: hélène@example.org" in mime.content.decode()
+
+
+def test_bad_input_gets_clear_replies(relay: Relay, sink: Sink, token: str) -> None:
+    with smtplib.SMTP("127.0.0.1", relay.port) as smtp:
+        smtp.login("acme", token)
+        smtp.mail("news@shop.example")
+        code, text = smtp.rcpt("not an address")
+        assert code == 553 and text.startswith(b"5.1.3")
+        code, _ = smtp.rcpt("ann@example.org")
+        assert code == 250
+        code, text = smtp.data(message(emailing="x" * 300))
+        assert code == 554 and text.startswith(b"5.6.0")
+    assert sink.received == []
