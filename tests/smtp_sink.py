@@ -87,6 +87,8 @@ class Sink:
         self.count += 1
         if self.keep:
             data = envelope.original_content or b""
-            got = Received(str(envelope.mail_from), list(envelope.rcpt_tos), data, envelope.mail_options)
+            got = Received(
+                str(envelope.mail_from), list(envelope.rcpt_tos), data, envelope.mail_options
+            )
             self.received.append(got)
         return "250 2.0.0 queued"

@@ -35,7 +35,9 @@ def sink() -> Iterator[Sink]:
 
 
 def relay_settings(settings: Settings, sink: Sink, **more: Any) -> Settings:
-    return settings.replace(smtp_listen="127.0.0.1:0", smtp_next_hop=f"127.0.0.1:{sink.port}", **more)
+    return settings.replace(
+        smtp_listen="127.0.0.1:0", smtp_next_hop=f"127.0.0.1:{sink.port}", **more
+    )
 
 
 @pytest.fixture
@@ -134,9 +136,7 @@ def test_one_copy_tracked_like_body_html(
     assert link.headers["location"] == "https://shop.example/a?x=1&y=2"
 
 
-def test_every_other_byte_of_the_message_unchanged(
-    relay: Relay, sink: Sink, token: str
-) -> None:
+def test_every_other_byte_of_the_message_unchanged(relay: Relay, sink: Sink, token: str) -> None:
     raw = message(emailing=None, Reply_To="help@shop.example")
     send(relay, raw, password=token)
     [got] = sink.received
@@ -173,7 +173,12 @@ def test_one_copy_per_recipient_each_a_destination(
     emailing = get(http, token, "ms/emailings")["data"][0]
     assert emailing["destinations"] == "3"
     # a second message with the same key joins the emailing; a retry is the same destination
-    send(relay, message("dee@example.org", message_id="<m2@shop.example>"), ["dee@example.org"], password=token)
+    send(
+        relay,
+        message("dee@example.org", message_id="<m2@shop.example>"),
+        ["dee@example.org"],
+        password=token,
+    )
     send(relay, message(), ["bob@example.org"], password=token)
     assert len(get(http, token, "ms/emailings")["data"]) == 1
     dests = get(http, token, f"ms/emailing/{emailing['id']}/destinations")["data"]
@@ -253,13 +258,13 @@ def test_some_copies_refused(relay: Relay, sink: Sink, http: TestClient, token: 
 
 DEFECTIVE = (
     b"From: news@shop.example\r\nTo: ann@example.org\r\nSubject: broken\r\n"
-    b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n"
-    b"--b1\r\nContent-Type: text/html\r\n\r\n<a href=\"https://shop.example/a\">A</a>\r\n"
+    b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b1"\r\n\r\n'
+    b'--b1\r\nContent-Type: text/html\r\n\r\n<a href="https://shop.example/a">A</a>\r\n'
 )  # the closing boundary is missing
 SIGNED = (
     b"DKIM-Signature: v=1; a=rsa-sha256; d=shop.example; s=s1; h=from; bh=x; b=y\r\n"
     b"From: news@shop.example\r\nTo: ann@example.org\r\nSubject: signed\r\n"
-    b"Content-Type: text/html\r\n\r\n<a href=\"https://shop.example/a\">A</a>\r\n"
+    b'Content-Type: text/html\r\n\r\n<a href="https://shop.example/a">A</a>\r\n'
 )
 
 
@@ -290,7 +295,11 @@ def test_internationalised_addresses_and_8bit(
     relay: Relay, sink: Sink, http: TestClient, token: str
 ) -> None:
     rcpts = ["hélène@example.org", "ann@exämple.org"]
-    raw = message("hélène@example.org", subject="Été", html="<p>Été <a href='https://shop.example/é'>x</a></p>")
+    raw = message(
+        "hélène@example.org",
+        subject="Été",
+        html="<p>Été <a href='https://shop.example/é'>x</a></p>",
+    )
     raw = email.message_from_bytes(raw, policy=email.policy.SMTPUTF8).as_bytes()
     send(relay, raw, rcpts, password=token, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
     assert sorted(r.recipients[0] for r in sink.received) == sorted(rcpts)

@@ -21,7 +21,7 @@ from mailstats import __version__
 from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
-from mailstats.web.api import destinations, emailings, events, ingest, statistics
+from mailstats.web.api import destinations, emailings, events, ingest, statistics, suppressions
 from mailstats.web.errors import JSON
 
 __all__ = ["build", "document"]
@@ -205,6 +205,14 @@ SCHEMAS: dict[str, Schema] = {
     "DestinationItem": _named("ID", "mailing", "timestampsent", "profile", "subprofile"),
     "Destination": _named("ID", "messageID", "mailing", "timestampsent", "profile", "subprofile"),
     "Headers": _named("Message-ID", "Return-Path", "List-Unsubscribe", "List-Unsubscribe-Post"),
+    "Suppression": _object(
+        {
+            "email": TEXT,
+            "reason": {"type": "string", "enum": ["bounce", "complaint", "manual", "unsubscribe"]},
+            "timestamp": TIME_OUT,
+            "destination": {"type": ["string", "null"], "pattern": "^[1-9][0-9]*$"},
+        }
+    ),
     "Statistics": _object(
         {"destinations": COUNT_OUT}
         | {
@@ -447,6 +455,15 @@ async def document(request: Request) -> Response:
     return Response(_served(), media_type=JSON)
 
 
+_EMAIL_PATH: Schema = {
+    "name": "email",
+    "in": "path",
+    "required": True,
+    "description": "A suppressed address (ASCII letters in any case).",
+    "schema": {"type": "string", "maxLength": 320},
+}
+
+
 BUILDERS: dict[Callable[..., Any], Builder] = {
     emailings.list_all: _one(
         "List emailings",
@@ -480,6 +497,16 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
     destinations.headers: _one("Headers the sender adds", _ok(JSON, ref("schemas", "Headers"))),
     statistics.get: _one(
         "Totals and uniques per kind", _ok(JSON, ref("schemas", "Statistics")), BOUNDS
+    ),
+    suppressions.list_all: _one(
+        "The suppression list: addresses the relay refuses",
+        _ok(JSON, _page(ref("schemas", "Suppression"))),
+        PAGING,
+    ),
+    suppressions.delete: _one(
+        "Take an address off the suppression list",
+        {"204": {"description": "Off the list: later messages reach it."}},
+        [_EMAIL_PATH],
     ),
     events.list_events: _list_events,
     events.report_event: _report_event,
