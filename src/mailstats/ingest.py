@@ -18,8 +18,9 @@ import orjson
 from mailstats.errors import InvalidParameter
 from mailstats.kinds import KINDS, Kind
 from mailstats.reports import BounceEvent, ReportError, parse_report
-from mailstats.store import Account, Event, Store
-from mailstats.timefmt import parse_time
+from mailstats.reports.maillog import Outcome
+from mailstats.store import Account, Event, Store, suppressions
+from mailstats.timefmt import format_time, parse_time
 
 REPORTED = ("deliveries", "errors", "abuses")  # the kinds the pipeline reports
 _REPORTED_KINDS = {name: KINDS[name] for name in REPORTED}
@@ -245,3 +246,35 @@ def ingest_report(store: Store, account: Account, raw: bytes) -> int:
     events = report_events(store, account, raw)
     store.insert_events(events)
     return len(events)
+
+
+def maillog_event(store: Store, account: Account, outcome: Outcome, tz: ZoneInfo) -> Event | None:
+    """The event of one MTA log outcome, through the same checks as POST ms/destination/$id/...
+
+    Its destination is the one the queue's Message-ID names (<key@host>, as the API's
+    headers give it) or its envelope sender (the VERP bounce address, bounces+key@domain,
+    as the relay sets it); None when neither names one of the account's destinations for
+    that recipient (such as a message on its way into the relay).
+    """
+    names = [outcome.message_id or ""]
+    local = (outcome.sender or "").rpartition("@")[0]
+    if local.startswith("bounces+"):
+        names.append(local[len("bounces+") :])
+    dest_id = _destination_for(store, account, [n for n in names if n])
+    if dest_id is None:
+        return None
+    dest = store.destination(account.id, dest_id)
+    if suppressions.normal(dest.email) != suppressions.normal(outcome.recipient):
+        return None
+    line_hash = hashlib.sha256(outcome.line.encode("utf-8", "surrogateescape")).hexdigest()
+    data: dict[str, Any] = {"timestamp": format_time(outcome.ts, tz), "key": f"maillog:{line_hash}"}
+    if outcome.kind == "deliveries":
+        data["attempts"] = outcome.attempts
+    else:
+        data |= {
+            "status": outcome.status,
+            "errorcode": outcome.errorcode,
+            "description": outcome.description,
+            "errortype": outcome.errortype,
+        }
+    return _event(account.id, KINDS[outcome.kind], dest.emailing_id, dest_id, data, _Times(tz))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mailstats import __version__
-from mailstats.cli import demo, export, ingest, relay, serve, suppressions, tokens
+from mailstats.cli import demo, export, ingest, maillog, relay, serve, suppressions, tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +20,7 @@ cli.add_command(tokens.token)
 cli.add_command(demo.demo)
 cli.add_command(export.export)
 cli.add_command(ingest.ingest_mail)
+cli.add_command(maillog.ingest_maillog)
 cli.add_command(relay.relay)
 cli.add_command(suppressions.suppressions)
 

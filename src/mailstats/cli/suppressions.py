@@ -92,4 +92,3 @@ def remove(emails: tuple[str, ...], account: str, db: str | None, config_file: s
         store.close()
     if missing:
         raise SystemExit(1)
-

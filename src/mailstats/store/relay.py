@@ -8,6 +8,9 @@ import hashlib
 import secrets
 import time
 from collections.abc import Iterable
+from typing import Any
+
+import orjson
 
 from mailstats.store.base import Destination
 from mailstats.store.core import Store, _destination
@@ -19,6 +22,8 @@ __all__ = [
     "drop_destination",
     "emailing_for_key",
     "link_ids",
+    "position",
+    "save_position",
 ]
 
 
@@ -134,3 +139,15 @@ def drop_destination(store: Store, dest: Destination, emailing_made: bool) -> No
             if cur.fetchone() is None:
                 for name in ("relay_links_delete", "relay_emailing_delete", "relay_emailing_drop"):
                     cur.execute(store.q[name], {"emailing_id": dest.emailing_id})
+
+
+def position(store: Store, name: str) -> dict[str, Any] | None:
+    """Where reading the log `name` stopped, as `save_position` kept it."""
+    rows = store.backend.fetch(store.q["meta_get"], {"key": f"maillog:{name}"})
+    return dict(orjson.loads(rows[0][0])) if rows else None
+
+
+def save_position(store: Store, name: str, value: dict[str, Any]) -> None:
+    with store.backend.transaction() as cur:
+        params = {"key": f"maillog:{name}", "value": orjson.dumps(value).decode()}
+        cur.execute(store.q["meta_put"], params)

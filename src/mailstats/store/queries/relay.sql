@@ -37,3 +37,7 @@ DELETE FROM links WHERE emailing_id = :emailing_id;
 
 -- name: relay_emailing_drop
 DELETE FROM emailings WHERE id = :emailing_id;
+
+-- name: meta_put
+INSERT INTO meta (key, value) VALUES (:key, :value)
+ON CONFLICT (key) DO UPDATE SET value = :value;
