@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import signal
 import smtplib
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage, Message
 from typing import Any
@@ -330,3 +335,34 @@ def test_bad_input_gets_clear_replies(relay: Relay, sink: Sink, token: str) -> N
         code, text = smtp.data(message(emailing="x" * 300))
         assert code == 554 and text.startswith(b"5.6.0")
     assert sink.received == []
+
+
+def test_mailstats_relay_command(app: App, settings: Settings, sink: Sink, token: str) -> None:
+    """`mailstats relay` as an operator runs it, until SIGTERM."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailstats", "relay", "--db", settings.db, "--public-url",
+         "http://t.test", "--listen", f"127.0.0.1:{port}", "--next-hop", f"127.0.0.1:{sink.port}"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until it listens (another process; not a timing test)
+            try:
+                smtp = smtplib.SMTP("127.0.0.1", port)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+                time.sleep(0.1)
+        with smtp:
+            smtp.login("acme", token)
+            smtp.sendmail("news@shop.example", ["ann@example.org"], message())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, said = proc.communicate(timeout=30)
+    assert proc.returncode == 0, said
+    assert "mailstats relay on 127.0.0.1:" in said
+    [got] = sink.received
+    assert 'href="http://t.test/c/' in part(parsed(got.data), "text/html").get_content()
