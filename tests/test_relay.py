@@ -145,6 +145,10 @@ def test_every_other_byte_of_the_message_unchanged(relay: Relay, sink: Sink, tok
     raw = message(emailing=None, Reply_To="help@shop.example")
     send(relay, raw, password=token)
     [got] = sink.received
+    # the header block as it came, the added headers after it
+    assert got.data.split(b"\r\n\r\n", 1)[0].startswith(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n")
+    text_part = raw.split(b"\r\n\r\n", 3)[2].split(b"\r\n--", 1)[0]
+    assert text_part in got.data
     sent, copy = parsed(raw), parsed(got.data)
     for name in ("From", "To", "Subject", "Reply-To", "Content-Type", "MIME-Version"):
         assert copy[name] == sent[name]
@@ -154,6 +158,22 @@ def test_every_other_byte_of_the_message_unchanged(relay: Relay, sink: Sink, tok
     assert html_out.startswith(html_in.split('href="', 1)[0])
     assert html_out.endswith("</body></html>\r\n")
     assert '<img src="http://t.test/o/' in html_out
+
+
+def test_a_message_that_cannot_be_spliced_is_written_out_again(
+    relay: Relay, sink: Sink, token: str
+) -> None:
+    """The same HTML twice (the second an attachment): its body is not found once."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "news@shop.example", "ann@example.org", "Twice"
+    msg.set_content(HTML, subtype="html")
+    msg.add_attachment(HTML, subtype="html", filename="copy.html")
+    send(relay, msg.as_bytes(policy=email.policy.SMTP), password=token)
+    copy = parsed(sink.received[0].data)
+    body, attachment = (p.get_content() for p in copy.walk() if p.get_content_type() == "text/html")
+    assert 'href="http://t.test/c/' in body and '<img src="http://t.test/o/' in body
+    assert attachment.replace("\r\n", "\n") == HTML
+    assert copy["List-Unsubscribe"].startswith("<http://t.test/u/")
 
 
 def test_text_part_tracked_when_set(
@@ -337,14 +357,17 @@ def test_bad_input_gets_clear_replies(relay: Relay, sink: Sink, token: str) -> N
     assert sink.received == []
 
 
-def test_mailstats_relay_command(app: App, settings: Settings, sink: Sink, token: str) -> None:
-    """`mailstats relay` as an operator runs it, until SIGTERM."""
+def test_mailstats_relay_command(
+    settings: Settings, sink: Sink, http: TestClient, token: str
+) -> None:
+    """`mailstats relay` as an operator runs it (two worker processes), until SIGTERM."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailstats", "relay", "--db", settings.db, "--public-url",
-         "http://t.test", "--listen", f"127.0.0.1:{port}", "--next-hop", f"127.0.0.1:{sink.port}"],
+         "http://t.test", "--listen", f"127.0.0.1:{port}", "--next-hop", f"127.0.0.1:{sink.port}",
+         "--workers", "2"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -356,13 +379,17 @@ def test_mailstats_relay_command(app: App, settings: Settings, sink: Sink, token
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
                 time.sleep(0.1)
-        with smtp:
-            smtp.login("acme", token)
-            smtp.sendmail("news@shop.example", ["ann@example.org"], message())
+        smtp.close()
+        for n in range(4):  # over four connections: both workers take some
+            with smtplib.SMTP("127.0.0.1", port) as smtp:
+                smtp.login("acme", token)
+                smtp.sendmail("news@shop.example", [f"r{n}@example.org"], message())
     finally:
         proc.send_signal(signal.SIGTERM)
         _, said = proc.communicate(timeout=30)
     assert proc.returncode == 0, said
     assert "mailstats relay on 127.0.0.1:" in said
-    [got] = sink.received
-    assert 'href="http://t.test/c/' in part(parsed(got.data), "text/html").get_content()
+    assert len(sink.received) == 4
+    for got in sink.received:
+        assert 'href="http://t.test/c/' in part(parsed(got.data), "text/html").get_content()
+    assert get(http, token, "ms/emailings")["total"] == 1

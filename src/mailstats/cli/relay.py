@@ -15,7 +15,8 @@ from mailstats.cli.common import db_option, load_settings, open_db
 @click.option("--listen", "smtp_listen", help="host:port to take mail on [default 127.0.0.1:2525]")
 @click.option("--next-hop", "smtp_next_hop", help="host:port of the MTA that delivers")
 @click.option("--public-url", help="Base URL of tracked links, e.g. https://t.example.com")
-def relay(**flags: Any) -> None:
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes.")
+def relay(workers: int, **flags: Any) -> None:
     """Take mail over SMTP (AUTH: account name and an access token), track each copy and
     hand it to the next hop; suppressed recipients are refused at RCPT TO.
 
@@ -26,11 +27,10 @@ def relay(**flags: Any) -> None:
     settings = load_settings(**flags)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command lines
-    store = open_db(settings)
+    if workers < 1:
+        raise click.UsageError("--workers must be at least 1")
+    open_db(settings).close()  # migrate once, before any worker starts
     click.echo(
         f"mailstats relay on {settings.smtp_listen}, next hop {settings.smtp_next_hop}", err=True
     )
-    try:
-        run(settings, store)
-    finally:
-        store.close()
+    run(settings, lambda: open_db(settings), workers)

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from mailstats.relay.server import Relay
-from mailstats.settings import Settings
+from mailstats.settings import Settings, host_port
 from mailstats.store import Store
 from mailstats.tracking.tokens import Signer
 
@@ -23,12 +26,44 @@ def _signer(settings: Settings, store: Store) -> Signer:
     return Signer(store.secret(settings.secret.reveal() if settings.secret else None))
 
 
-def run(settings: Settings, store: Store) -> None:
-    """Serve until SIGTERM or SIGINT; a message being relayed is finished first."""
+def run(settings: Settings, open_store: Callable[[], Store], workers: int = 1) -> None:
+    """Serve until SIGTERM or SIGINT; a message being relayed is finished first.
+
+    With several workers, each is a process of its own (its own database connections)
+    taking connections from one listening socket, so the relay uses more than one core.
+    """
+    host, port = host_port(settings.smtp_listen, "smtp_listen")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    children = []
+    for _ in range(workers - 1):
+        pid = os.fork()
+        if pid == 0:
+            _serve(settings, open_store, sock)
+            os._exit(0)
+        children.append(pid)
+    try:  # this process's own SIGTERM ends its loop; then it ends the others
+        _serve(settings, open_store, sock)
+    finally:
+        for child in children:
+            _kill(child, signal.SIGTERM)
+            os.waitpid(child, 0)
+
+
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _serve(settings: Settings, open_store: Callable[[], Store], sock: socket.socket) -> None:
+    store = open_store()
 
     async def main() -> None:
         relay = Relay(settings, store, _signer(settings, store))
-        await relay.start()
+        await relay.start(sock)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -36,7 +71,10 @@ def run(settings: Settings, store: Store) -> None:
         await stop.wait()
         await relay.stop()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
 
 
 class Background:

@@ -97,13 +97,10 @@ class Deliverer:
             self._links.clear()
             known = self._links.setdefault(emailing.id, {})
         track_text = self.settings.smtp_track_text
-        stored.link_ids(self.store, emailing.id, inc.urls(track_text), known)
-        copies, dests = [], []
-        for rcpt in targets:
-            key = stored.copy_key(account.id, inc.message_id, sup.normal(rcpt))
-            dest, new = stored.destination(self.store, account.id, emailing.id, rcpt, key)
-            dests.append((dest, new))
-            copies.append(self._copy(inc, emailing, dest, known, track_text))
+        keyed = [(r, stored.copy_key(account.id, inc.message_id, sup.normal(r))) for r in targets]
+        urls = inc.urls(track_text)
+        dests = stored.copies(self.store, account.id, emailing.id, urls, known, keyed)
+        copies = [self._copy(inc, emailing, dest, known, track_text) for dest, _ in dests]
         replies = self.next_hop.send(copies, mail_options, [])
         for (dest, new), reply in zip(dests, replies, strict=True):
             if new and not reply.ok:

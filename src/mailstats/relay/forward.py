@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,38 +41,82 @@ _UNREACHABLE = "4.4.1 Next hop not reachable, try again later"
 
 
 class NextHop:
-    """The MTA at host:port; `send` never raises, it answers a Reply per copy."""
+    """The MTA at host:port; `send` never raises, it answers a Reply per copy.
 
-    def __init__(self, host: str, port: int, *, helo: str, timeout: float = 120.0) -> None:
+    Connections are kept open between messages (at most `keep`, each for `idle` seconds):
+    a kept one is checked with NOOP before use, so a copy is never sent on a connection
+    the next hop has already dropped.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        helo: str,
+        timeout: float = 120.0,
+        keep: int = 16,
+        idle: float = 30.0,
+    ) -> None:
         self.host = host
         self.port = port
         self.helo = helo
         self.timeout = timeout
+        self.keep = keep
+        self.idle = idle
+        self._kept: list[tuple[float, smtplib.SMTP]] = []
+        self._lock = threading.Lock()
 
     def send(
         self, copies: Sequence[Copy], mail_options: Sequence[str], rcpt_options: Sequence[str]
     ) -> list[Reply]:
         replies: list[Reply] = []
         try:
-            smtp = smtplib.SMTP(
-                self.host, self.port, local_hostname=self.helo, timeout=self.timeout
-            )
+            smtp = self._connection()
         except (OSError, smtplib.SMTPException) as exc:
             return [Reply(451, f"{_UNREACHABLE} ({_why(exc)})")] * len(copies)
         try:
-            smtp.ehlo_or_helo_if_needed()
             for copy in copies:
                 replies.append(self._one(smtp, copy, mail_options, rcpt_options))
         except (OSError, smtplib.SMTPException) as exc:
             # The connection broke: nothing more was accepted.
             lost = Reply(451, f"{_UNREACHABLE} ({_why(exc)})")
             replies += [lost] * (len(copies) - len(replies))
-        finally:
-            try:
-                smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                smtp.close()
+            _close(smtp)
+        else:
+            self._give_back(smtp)
         return replies
+
+    def close(self) -> None:
+        with self._lock:
+            kept, self._kept = self._kept, []
+        for _, smtp in kept:
+            _close(smtp)
+
+    def _connection(self) -> smtplib.SMTP:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._kept:
+                    break
+                since, smtp = self._kept.pop()
+            if now - since < self.idle:
+                try:
+                    if smtp.noop()[0] == 250:
+                        return smtp
+                except (OSError, smtplib.SMTPException):
+                    pass
+            _close(smtp)
+        smtp = smtplib.SMTP(self.host, self.port, local_hostname=self.helo, timeout=self.timeout)
+        smtp.ehlo_or_helo_if_needed()
+        return smtp
+
+    def _give_back(self, smtp: smtplib.SMTP) -> None:
+        with self._lock:
+            if len(self._kept) < self.keep:
+                self._kept.append((time.monotonic(), smtp))
+                return
+        _close(smtp)
 
     def _one(
         self,
@@ -96,6 +142,13 @@ class NextHop:
         if code != 250:
             return _reset(smtp, code, text)
         return Reply(code, text.decode("utf-8", "replace"))
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
 
 
 def _supported(smtp: smtplib.SMTP, copy: Copy, options: Sequence[str]) -> list[str] | Reply:

@@ -15,6 +15,7 @@ import email.header
 import email.utils
 import hashlib
 import io
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class Incoming:
     _text_part: Message | None = None
     _text: str | None = None
     _present: frozenset[str] = frozenset()
+    _spans: dict[int, tuple[int, int]] | None = None  # id(part) -> its body's bytes in raw
 
     def urls(self, track_text: bool) -> list[str]:
         """Every URL a copy tracks, HTML links first."""
@@ -81,19 +83,49 @@ class Incoming:
     ) -> bytes:
         """One recipient's copy: links through `click(url)`, the pixel, and `headers` where
         the message has none of that name. Copies are made one after another."""
-        msg = self._msg
-        assert msg is not None and self.untracked is None
+        assert self._msg is not None and self.untracked is None
+        bodies: list[tuple[Message, bytes]] = []
         if self._html_part is not None and self.html is not None:
             spans = [(link.start, link.end, click(link.url)) for link in self.links]
-            _set_text(self._html_part, render(self.html, spans, pixel))
+            bodies.append(
+                (self._html_part, _encoded(self._html_part, render(self.html, spans, pixel)))
+            )
         if track_text and self._text_part is not None and self._text is not None:
-            _set_text(self._text_part, _TEXT_URL.sub(lambda m: _tracked(m, click), self._text))
+            text = _TEXT_URL.sub(lambda m: _tracked(m, click), self._text)
+            bodies.append((self._text_part, _encoded(self._text_part, text)))
+        added = {n: v for n, v in headers.items() if n.lower() not in self._present}
+        if self._spans is not None:
+            return self._spliced(bodies, added)
+        return self._generated(bodies, added)
+
+    def _spliced(self, bodies: list[tuple[Message, bytes]], added: Mapping[str, str]) -> bytes:
+        """The message as it came, with only the rewritten bodies and the headers changed."""
+        assert self._spans is not None
+        raw = self.raw
+        end = raw.index(b"\r\n\r\n") + 2
+        head = _without(raw[:end], (EMAILING_HEADER, TRANSACTIONAL_HEADER))
+        head += b"".join(f"{n}: {v}\r\n".encode("ascii") for n, v in added.items())
+        edits = sorted((*self._spans[id(part)], _crlf(body)) for part, body in bodies)
+        pieces, done = [head], end
+        for start, stop, body in edits:
+            if raw[start:stop].endswith(b"\r\n") is False and body.endswith(b"\r\n"):
+                body = body[:-2]  # the line end before a boundary belongs to the boundary
+            pieces += (raw[done:start], body)
+            done = stop
+        pieces.append(raw[done:])
+        return b"".join(pieces)
+
+    def _generated(self, bodies: list[tuple[Message, bytes]], added: Mapping[str, str]) -> bytes:
+        """The message written out again from its parsed form (when it cannot be spliced)."""
+        msg = self._msg
+        assert msg is not None
+        for part, body in bodies:
+            part.set_payload(body.decode("ascii", "surrogateescape"))
         for name in (EMAILING_HEADER, TRANSACTIONAL_HEADER):
             del msg[name]
-        for name, value in headers.items():
-            if name.lower() not in self._present:
-                del msg[name]  # this header is the one the previous copy got
-                msg[name] = value
+        for name, value in added.items():
+            del msg[name]  # this header is the one the previous copy got
+            msg[name] = value
         out = io.BytesIO()
         BytesGenerator(out, mangle_from_=False, policy=POLICY).flatten(msg)
         return out.getvalue()
@@ -143,7 +175,50 @@ def read(raw: bytes) -> Incoming:
             return Incoming(raw, "text part not readable", transactional=transactional)
         found = (_url(m.group()) for m in _TEXT_URL.finditer(inc._text))
         inc.text_urls = list(dict.fromkeys(found))
+    inc._spans = _body_spans(raw, [p for p in (inc._html_part, inc._text_part) if p is not None])
     return inc
+
+
+def _body_spans(raw: bytes, parts: list[Message]) -> dict[int, tuple[int, int]] | None:
+    """Where each part's body sits in the raw message, if every one is found exactly once
+    in a message with CRLF line ends throughout; None sends copies the slower way."""
+    if raw.count(b"\n") != raw.count(b"\r\n") or b"\r\n\r\n" not in raw:
+        return None
+    body_start = raw.index(b"\r\n\r\n") + 4
+    spans: dict[int, tuple[int, int]] = {}
+    for part in parts:
+        # As parsed, bytes beyond ASCII held as surrogates (get_payload would decode them)
+        payload = getattr(part, "_payload", None)
+        if not isinstance(payload, str) or not payload:
+            return None
+        data = payload.encode("ascii", "surrogateescape")
+        at = raw.find(data, body_start)
+        if at < 0 or raw.find(data, at + 1) >= 0:
+            return None
+        spans[id(part)] = (at, at + len(data))
+    ordered = sorted(spans.values())
+    if any(a[1] > b[0] for a, b in itertools.pairwise(ordered)):
+        return None
+    return spans
+
+
+def _without(head: bytes, names: tuple[str, ...]) -> bytes:
+    """A header block less the named fields (with their continuation lines)."""
+    wanted = tuple(n.lower().encode() + b":" for n in names)
+    out, dropping = [], False
+    for line in head.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                out.append(line)
+            continue
+        dropping = line.lower().startswith(wanted)
+        if not dropping:
+            out.append(line)
+    return b"".join(x + b"\r\n" for x in out)
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _untracked(msg: Message) -> str | None:
@@ -195,18 +270,15 @@ def _text_of(part: Message) -> str | None:
         return None
 
 
-def _set_text(part: Message, text: str) -> None:
-    """Put text back into a part in its own charset and transfer encoding."""
+def _encoded(part: Message, text: str) -> bytes:
+    """Text as a part's body in its own charset and transfer encoding."""
     data = text.encode(part.get_content_charset() or "us-ascii")
     cte = str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower()
     if cte == "base64":
-        part.set_payload(base64.encodebytes(data).decode("ascii"))
-    elif cte == "quoted-printable":
-        part.set_payload(quoprimime.body_encode(data.decode("latin-1")))
-    else:
-        # As the parser holds 8-bit bodies: bytes beyond ASCII as surrogates, written back
-        # unchanged by the generator.
-        part.set_payload(data.decode("ascii", "surrogateescape"))
+        return base64.encodebytes(data)
+    if cte == "quoted-printable":
+        return quoprimime.body_encode(data.decode("latin-1")).encode("latin-1")
+    return data
 
 
 def _url(found: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Callable
@@ -60,8 +61,12 @@ class Relay:
         assert self.server is not None
         return int(self.server.sockets[0].getsockname()[1])
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on smtp_listen, or on a socket already listening."""
         loop = asyncio.get_running_loop()
+        if sock is not None:
+            self.server = await loop.create_server(self._session, sock=sock)
+            return
         host, port = host_port(self.settings.smtp_listen, "smtp_listen")
         self.server = await loop.create_server(self._session, host, port)
 
@@ -70,6 +75,7 @@ class Relay:
             self.server.close()
             await self.server.wait_closed()
         self.pool.shutdown(wait=True)
+        self.deliverer.next_hop.close()
 
     def _session(self) -> SMTP:
         return _Session(

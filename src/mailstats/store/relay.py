@@ -7,7 +7,7 @@ import base64
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -16,12 +16,11 @@ from mailstats.store.base import Destination
 from mailstats.store.core import Store, _destination
 
 __all__ = [
+    "copies",
     "copy_key",
     "create_emailing",
-    "destination",
     "drop_destination",
     "emailing_for_key",
-    "link_ids",
     "position",
     "save_position",
 ]
@@ -58,9 +57,10 @@ def create_emailing(
     html: str,
     links: list[tuple[int, int, str]],
 ) -> int:
-    """A new emailing for `key`, its template the first message's HTML.
+    """The emailing of `key`: a new one, its template the first message's HTML.
 
-    The caller serialises creation per key (the relay holds a lock), so the key is new here.
+    Relay processes may make one for the same key at once: the first to name it in
+    relay_emailings keeps it, the others drop theirs and take that one.
     """
     emailing_id = store.create_emailing(
         account_id,
@@ -78,50 +78,56 @@ def create_emailing(
             store.q["relay_emailing_insert"],
             {"account_id": account_id, "key": key, "emailing_id": emailing_id},
         )
-    return emailing_id
+        if cur.fetchone() is not None:
+            return emailing_id
+        for name in ("relay_links_delete", "relay_emailing_drop"):
+            cur.execute(store.q[name], {"emailing_id": emailing_id})
+    found = emailing_for_key(store, account_id, key)
+    assert found is not None
+    return found
 
 
-def link_ids(store: Store, emailing_id: int, urls: Iterable[str], known: dict[str, int]) -> None:
-    """Fill `known` (url -> link ID) for every URL, adding links the emailing lacks.
+def copies(
+    store: Store,
+    account_id: int,
+    emailing_id: int,
+    urls: Iterable[str],
+    known: dict[str, int],
+    recipients: Sequence[tuple[str, str]],
+) -> list[tuple[Destination, bool]]:
+    """One message's links and destinations, in one transaction.
 
-    `known` is the caller's cache of the emailing's links; it is read from the database
-    when empty, so a fresh cache sees the links other processes added.
+    Fills `known` (url -> link ID, the caller's cache of the emailing's links; read from
+    the database when empty) with every URL, adding the links the emailing lacks, and
+    answers the destination of each (email, message key), True where this call made it.
     """
     if not known:
         rows = store.backend.fetch(store.q["relay_links"], {"emailing_id": emailing_id})
         for url, link_id in rows:
             known.setdefault(str(url), int(link_id))
     missing = [url for url in dict.fromkeys(urls) if url not in known]
-    if not missing:
-        return
+    added: dict[str, int] = {}
+    out = []
+    now = int(time.time())
     with store.backend.transaction() as cur:
         for url in missing:
             cur.execute(store.q["relay_link_insert"], {"emailing_id": emailing_id, "url": url})
-            known[url] = int(cur.fetchone()[0])
-
-
-def destination(
-    store: Store, account_id: int, emailing_id: int, email: str, message_key: str
-) -> tuple[Destination, bool]:
-    """The destination of one copy, made if new; True when this call made it."""
-    params = {
-        "account_id": account_id,
-        "emailing_id": emailing_id,
-        "created_at": int(time.time()),
-        "email": email,
-        "message_key": message_key,
-    }
-    with store.backend.transaction() as cur:
-        cur.execute(store.q["relay_destination_insert"], params)
-        made = cur.fetchone()
-        if made is not None:
-            cur.execute(store.q["emailing_count_destinations"], {"n": 1, "id": emailing_id})
-        cur.execute(
-            store.q["relay_destination_by_key"],
-            {"message_key": message_key, "account_id": account_id},
-        )
-        row = cur.fetchone()
-    return _destination(row), made is not None
+            added[url] = int(cur.fetchone()[0])
+        made = 0
+        for email, key in recipients:
+            params = {"account_id": account_id, "emailing_id": emailing_id, "created_at": now,
+                      "email": email, "message_key": key}  # fmt: skip
+            cur.execute(store.q["relay_destination_insert"], params)
+            new = cur.fetchone() is not None
+            made += new
+            cur.execute(
+                store.q["relay_destination_by_key"], {"message_key": key, "account_id": account_id}
+            )
+            out.append((_destination(cur.fetchone()), new))
+        if made:
+            cur.execute(store.q["emailing_count_destinations"], {"n": made, "id": emailing_id})
+    known.update(added)  # only once committed
+    return out
 
 
 def drop_destination(store: Store, dest: Destination, emailing_made: bool) -> None:

@@ -2,7 +2,9 @@
 SELECT emailing_id FROM relay_emailings WHERE account_id = :account_id AND key = :key;
 
 -- name: relay_emailing_insert
-INSERT INTO relay_emailings (account_id, key, emailing_id) VALUES (:account_id, :key, :emailing_id);
+INSERT INTO relay_emailings (account_id, key, emailing_id) VALUES (:account_id, :key, :emailing_id)
+ON CONFLICT (account_id, key) DO NOTHING
+RETURNING emailing_id;
 
 -- name: relay_emailing_delete
 DELETE FROM relay_emailings WHERE emailing_id = :emailing_id;
