@@ -23,6 +23,7 @@ import machine
 import memory
 import paging
 import redirect
+import relay
 from api import Api
 from databases import DATA, Database, database, postgres_available, settle, versions
 from dataset import DataSet, build
@@ -41,7 +42,7 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "statistics": emailing_stats.measure,
     "import": imports.measure,
 }
-NAMES = ("redirect", *API_STEPS, "memory")
+NAMES = ("redirect", *API_STEPS, "memory", "relay")
 _T0 = time.monotonic()
 
 
@@ -100,6 +101,9 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
                 _step(run, backend, name, step)
     if run.wants("memory"):
         _step(run, backend, "memory", lambda: memory.measure(db, data))
+    if run.wants("relay"):  # on a database of its own
+        count = 300 if scale.name == "quick" else 2000
+        _step(run, backend, "relay", lambda: [relay.measure(backend, count)])
     if run.profile:
         paths = redirect.write_paths(store, data, scale.tokens)
         summary = profile_redirect(db, paths, scale)

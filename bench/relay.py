@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import smtplib
 import socket
@@ -118,24 +119,17 @@ def serve_sink(port: int) -> None:
         print(sink.count, flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--messages", type=int, default=2000, help="measured, per path")
-    parser.add_argument("--db", help="database [default: a new SQLite file; for postgres, "
-                        "postgresql://postgres@127.0.0.1:5432/mailstats_bench_relay]")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=2, help="relay processes [default 2]")
-    parser.add_argument("--serve-sink", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_sink:
-        serve_sink(args.serve_sink)
-        return
+def measure(backend: str, count: int, workers: int = 2, db: str | None = None) -> Result:
+    """The relay's figure on `backend`: a fresh database unless `db` names one."""
     from mailstats.store import open_store
 
     folder = Path(tempfile.mkdtemp(prefix="mailstats-bench-relay-"))
-    db = args.db or str(folder / "relay.db")
-    if args.backend == "postgres" and not args.db:
-        db = fresh_postgres("mailstats_bench_relay")
+    if db is None:
+        db = (
+            fresh_postgres("mailstats_bench_relay")
+            if backend == "postgres"
+            else str(folder / "relay.db")
+        )
     store = open_store(db)
     token = store.create_token("bench", "Europe/Amsterdam")
     store.close()
@@ -147,39 +141,55 @@ def main() -> None:
     relay = subprocess.Popen(
         [python, "-m", "mailstats", "relay", "--db", db, "--listen", f"127.0.0.1:{relay_port}",
          "--next-hop", f"127.0.0.1:{sink_port}", "--public-url", "https://t.example.com",
-         "--workers", str(args.workers)],
+         "--workers", str(workers)],
         env=env, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_listening(sink_port, sink)
         wait_listening(relay_port, relay)
         login = ("bench", token)
-        warm = max(100, args.messages // 10)
+        warm = max(100, count // 10)
         send_all(relay_port, messages(warm, "w"), login)  # unmeasured: caches, first emailing
         send_all(sink_port, messages(warm, "v"), None)
         # Rounds of each, one after the other, so that other load on the machine falls on
         # both alike; each figure is the median of its rounds.
         straights, throughs = [], []
         for k in range(ROUNDS):
-            batch = messages(args.messages, f"s{k}-")
-            straights.append(args.messages / send_all(sink_port, batch, None))
-            batch = messages(args.messages, f"r{k}-")
-            throughs.append(args.messages / send_all(relay_port, batch, login))
+            straights.append(count / send_all(sink_port, messages(count, f"s{k}-"), None))
+            throughs.append(count / send_all(relay_port, messages(count, f"r{k}-"), login))
         straight, through = statistics.median(straights), statistics.median(throughs)
     finally:
         relay.send_signal(signal.SIGTERM)
         relay.wait(60)
         sink.send_signal(signal.SIGTERM)
         received, _ = sink.communicate(timeout=60)
-    expected = 2 * warm + 2 * ROUNDS * args.messages
+        shutil.rmtree(folder, ignore_errors=True)
+    expected = 2 * warm + 2 * ROUNDS * count
     if int(received or 0) != expected:
-        raise SystemExit(f"the next hop got {received!r} messages, not {expected}")
-    note = (f"median of {ROUNDS} rounds of {args.messages} messages of 20 KB HTML with 20 links, one recipient each, over "
-            f"{CONNECTIONS} connections, relay with {args.workers} worker(s); ceiling: the same "
-            "sent straight to the next hop")  # fmt: skip
-    emit(Result("relay", args.backend, through, "messages/s", straight, GOAL, note), [])
-    print(f"relay ({args.backend}): {through:.1f} messages/s through the relay, "
-          f"{straight:.1f} messages/s straight to the next hop, ratio {through / straight:.3f} "
+        raise RuntimeError(f"the next hop got {received!r} messages, not {expected}")
+    note = (f"median of {ROUNDS} rounds of {count} messages of 20 KB HTML with 20 links, one "
+            f"recipient each, over {CONNECTIONS} connections, relay with {workers} worker(s); "
+            "ceiling: the same sent straight to the next hop")  # fmt: skip
+    return Result("relay", backend, through, "messages/s", straight, GOAL, note)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--messages", type=int, default=2000, help="per round and path")
+    parser.add_argument("--workers", type=int, default=2, help="relay processes [default 2]")
+    parser.add_argument("--db", help="database [default: a new SQLite file, or a new "
+                        "PostgreSQL database mailstats_bench_relay]")  # fmt: skip
+    parser.add_argument("--serve-sink", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_sink:
+        serve_sink(args.serve_sink)
+        return
+    result = measure(args.backend, args.messages, args.workers, args.db)
+    emit(result, [])
+    assert result.ceiling is not None and result.ratio is not None
+    print(f"relay ({args.backend}): {result.value:.1f} messages/s through the relay, "
+          f"{result.ceiling:.1f} messages/s straight to the next hop, ratio {result.ratio:.3f} "
           f"(goal >= {GOAL.limit})")  # fmt: skip
 
 
