@@ -393,3 +393,30 @@ def test_mailstats_relay_command(
     for got in sink.received:
         assert 'href="http://t.test/c/' in part(parsed(got.data), "text/html").get_content()
     assert get(http, token, "ms/emailings")["total"] == 1
+
+
+def test_destination_addresses_over_the_api(http: TestClient, token: str) -> None:
+    """RFC 6531 addresses are destinations; what is no address at all still is not."""
+    r = http.post(
+        "/v2/ms/emailings",
+        params={"access_token": token},
+        json={"subject": "s", "from_address": {"email": "nouvelles@bôutique.example"}, "html": "x"},
+    )
+    assert r.status_code == 201, r.text
+    emailing = r.headers["x-created"]
+    good = ["hélène@example.org", "ann@exämple.org", "用户@例子.广告", "a.b+c@example.org"]
+    bad = ["plain", "a b@example.org", "a@exa mple.org", "a\u3000b@example.org", "a@", "@b",
+           "a..b@example.org", "a@b..c", "a\u0085b@example.org", "é@x\n"]  # fmt: skip
+    for address in good:
+        r = http.post(f"/v2/ms/emailing/{emailing}/destinations",
+                      params={"access_token": token}, json={"email": address})  # fmt: skip
+        assert r.status_code == 201, (address, r.text)
+    created = r.headers["x-created"]
+    for address in bad:
+        r = http.post(f"/v2/ms/emailing/{emailing}/destinations",
+                      params={"access_token": token}, json={"email": address})  # fmt: skip
+        assert r.status_code == 400, address
+        assert r.json() == {"error": {"message": "Invalid value for 'email': an email address"}}
+    mime = http.get(f"/v2/ms/destination/{created}/body/mime", params={"access_token": token})
+    assert mime.status_code == 200
+    assert "From: nouvelles@bôutique.example" in mime.content.decode()

@@ -26,7 +26,8 @@ def relay(workers: int, **flags: Any) -> None:
 
     settings = load_settings(**flags)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command lines
+    # aiosmtpd's per-command lines, and a deprecation notice of its own on every AUTH
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     if workers < 1:
         raise click.UsageError("--workers must be at least 1")
     open_db(settings).close()  # migrate once, before any worker starts

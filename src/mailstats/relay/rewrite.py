@@ -25,6 +25,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 
+from mailstats import addresses
 from mailstats.tracking.render import LinkSpan, extract_links, render
 
 __all__ = ["EMAILING_HEADER", "TRANSACTIONAL_HEADER", "BadMessage", "Incoming", "read"]
@@ -143,8 +144,8 @@ def read(raw: bytes) -> Incoming:
         return Incoming(raw, why, transactional=transactional)
     subject = _header(msg, "Subject") or ""
     from_name, from_email = email.utils.parseaddr(_header(msg, "From") or "")
-    if not from_email or "@" not in from_email:
-        return Incoming(raw, "no From address", transactional=transactional)
+    if not addresses.valid(from_email):
+        return Incoming(raw, "no valid From address", transactional=transactional)
     if key is None:
         # The documented default: messages without the header are one emailing per From
         # address and Subject.

@@ -110,7 +110,11 @@ def mime(emailing: Emailing, dest: Destination, links: Sequence[Link], urls: Url
     # An internationalised address (RFC 6531) goes into the headers as UTF-8
     utf8 = not (dest.email.isascii() and emailing.from_email.isascii())
     msg = EmailMessage(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
-    msg["From"] = Address(emailing.from_name, addr_spec=emailing.from_email)
+    if emailing.from_email.isascii():
+        msg["From"] = Address(emailing.from_name, addr_spec=emailing.from_email)
+    else:  # Address() takes no non-ASCII local part; the header parser does (RFC 6532)
+        name = emailing.from_name.replace("\\", "\\\\").replace('"', '\\"')
+        msg["From"] = f'"{name}" <{emailing.from_email}>' if name else emailing.from_email
     msg["To"] = dest.email
     msg["Subject"] = emailing.subject
     msg["Date"] = email.utils.formatdate(dest.created_at, localtime=False)
