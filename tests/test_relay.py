@@ -420,3 +420,28 @@ def test_destination_addresses_over_the_api(http: TestClient, token: str) -> Non
     mime = http.get(f"/v2/ms/destination/{created}/body/mime", params={"access_token": token})
     assert mime.status_code == 200
     assert "From: nouvelles@bôutique.example" in mime.content.decode()
+
+
+ODD = [
+    b"",  # nothing at all
+    b"just text, no headers at all\r\n",
+    b"Subject: no from\r\n\r\nbody\r\n",
+    b"From: news@shop.example\r\nContent-Type: text/html; charset=nonesuch\r\n\r\n<a href='https://x.example/'>x</a>\r\n",
+    b"From: news@shop.example\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n",
+    b"From: news@shop.example\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\n--x--\r\n",
+    b"From: =?utf-8?q?=FF=FE?= <news@shop.example>\r\nSubject: =?bogus?q?x?=\r\n\r\n\xff\xfe\x00 binary\r\n",
+    b"From: news@shop.example\r\nContent-Type: text/html\r\n\r\n<a href='https://x.example/\x00'>x</a><![bogus[</body>\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", ODD, ids=range(len(ODD)))
+def test_odd_messages_are_relayed_or_refused_never_a_local_failure(
+    raw: bytes, relay: Relay, sink: Sink, token: str
+) -> None:
+    try:
+        send(relay, raw, password=token)
+    except smtplib.SMTPDataError as exc:
+        assert exc.smtp_code >= 500, exc  # refused with a reason; a 451 4.3.0 would be a crash
+    else:
+        [got] = sink.received
+        assert got.recipients == ["ann@example.org"]

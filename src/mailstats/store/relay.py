@@ -110,24 +110,35 @@ def copies(
     out = []
     now = int(time.time())
     with store.backend.transaction() as cur:
-        for url in missing:
-            cur.execute(store.q["relay_link_insert"], {"emailing_id": emailing_id, "url": url})
-            added[url] = int(cur.fetchone()[0])
+        for at in range(0, len(missing), 500):
+            cur.execute(*_links_insert(store, emailing_id, missing[at : at + 500]))
+            added.update((str(url), int(link_id)) for link_id, url in cur.fetchall())
         made = 0
         for email, key in recipients:
             params = {"account_id": account_id, "emailing_id": emailing_id, "created_at": now,
                       "email": email, "message_key": key}  # fmt: skip
             cur.execute(store.q["relay_destination_insert"], params)
-            new = cur.fetchone() is not None
+            row = cur.fetchone()
+            new = row is not None
+            if not new:  # a sender's retry: the destination of the first try
+                by_key = {"message_key": key, "account_id": account_id}
+                cur.execute(store.q["relay_destination_by_key"], by_key)
+                row = cur.fetchone()
             made += new
-            cur.execute(
-                store.q["relay_destination_by_key"], {"message_key": key, "account_id": account_id}
-            )
-            out.append((_destination(cur.fetchone()), new))
+            out.append((_destination(row), new))
         if made:
             cur.execute(store.q["emailing_count_destinations"], {"n": made, "id": emailing_id})
     known.update(added)  # only once committed
     return out
+
+
+def _links_insert(store: Store, emailing_id: int, urls: list[str]) -> tuple[str, list[Any]]:
+    """One INSERT for new links of a message (start -1: they have no place in the template)."""
+    mark = store.backend.placeholder
+    rows = ", ".join(f"({mark}, -1, -1, {mark})" for _ in urls)
+    args = [value for url in urls for value in (emailing_id, url)]
+    sql = f"INSERT INTO links (emailing_id, start, stop, url) VALUES {rows} RETURNING id, url"
+    return sql, args
 
 
 def drop_destination(store: Store, dest: Destination, emailing_made: bool) -> None:

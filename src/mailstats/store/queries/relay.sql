@@ -12,16 +12,12 @@ DELETE FROM relay_emailings WHERE emailing_id = :emailing_id;
 -- name: relay_links
 SELECT url, id FROM links WHERE emailing_id = :emailing_id;
 
--- name: relay_link_insert
--- A link of a later message: it has no place in the emailing's template (start -1).
-INSERT INTO links (emailing_id, start, stop, url) VALUES (:emailing_id, -1, -1, :url) RETURNING id;
-
 -- name: relay_destination_insert
 INSERT INTO destinations
     (account_id, emailing_id, created_at, email, profile, subprofile, fields, message_key)
 VALUES (:account_id, :emailing_id, :created_at, :email, NULL, NULL, '{}', :message_key)
 ON CONFLICT (message_key) DO NOTHING
-RETURNING id;
+RETURNING id, emailing_id, created_at, email, profile, subprofile, fields, message_key;
 
 -- name: relay_destination_by_key
 SELECT id, emailing_id, created_at, email, profile, subprofile, fields, message_key
