@@ -29,6 +29,8 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     count: int = 0
     port: int = 0
+    hold: threading.Event | None = None  # set: DATA waits for it to be set before answering
+    holding: threading.Event = field(default_factory=threading.Event)  # a DATA is waiting
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -84,6 +86,9 @@ class Sink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.data_reply is not None:
             return self.data_reply
+        if self.hold is not None:
+            self.holding.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.hold.wait)
         self.count += 1
         if self.keep:
             data = envelope.original_content or b""

@@ -10,6 +10,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage, Message
@@ -445,3 +446,29 @@ def test_odd_messages_are_relayed_or_refused_never_a_local_failure(
     else:
         [got] = sink.received
         assert got.recipients == ["ann@example.org"]
+
+
+def test_stopping_lets_a_message_being_relayed_get_its_answer(
+    app: App, settings: Settings, sink: Sink, token: str
+) -> None:
+    sink.hold = threading.Event()
+    answers: list[object] = []
+    background = Background(relay_settings(settings, sink), app.store)
+    relay = background.__enter__()
+
+    def client() -> None:
+        try:
+            answers.append(send(relay, message(), password=token))
+        except smtplib.SMTPException as exc:
+            answers.append(exc)
+
+    sender = threading.Thread(target=client)
+    sender.start()
+    assert sink.holding.wait(30)  # the copy is at the next hop, not yet answered
+    stopping = threading.Thread(target=background.__exit__, args=(None, None, None))
+    stopping.start()
+    sink.hold.set()
+    sender.join(30)
+    stopping.join(30)
+    assert answers == [{}]  # 250: accepted, nobody refused
+    assert len(sink.received) == 1

@@ -55,6 +55,7 @@ class Relay:
         self.counts: Counter[str] = self.deliverer.counts
         self.tls = _tls_context(settings)
         self.server: asyncio.Server | None = None
+        self._relaying = 0  # messages between end of DATA and their answer
 
     @property
     def port(self) -> int:
@@ -70,10 +71,14 @@ class Relay:
         host, port = host_port(self.settings.smtp_listen, "smtp_listen")
         self.server = await loop.create_server(self._session, host, port)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 60.0) -> None:
+        """Stop listening, let messages being relayed get their answer, then close."""
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._relaying and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
         self.pool.shutdown(wait=True)
         self.deliverer.next_hop.close()
 
@@ -142,6 +147,7 @@ class Relay:
         account = _account(session)
         raw = envelope.original_content or b""
         unsubscribed = set(getattr(envelope, _UNSUBSCRIBED, set()))
+        self._relaying += 1
         try:
             reply = await self._run(
                 self.deliverer.deliver,
@@ -155,6 +161,8 @@ class Relay:
         except Exception:
             log.exception("relaying a message failed")
             return "451 4.3.0 Local problem, try again later"
+        finally:
+            self._relaying -= 1
         return str(reply)
 
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
