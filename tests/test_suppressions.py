@@ -137,3 +137,13 @@ def test_delete_and_cli(
     # another account sees nothing of it
     other = app.store.create_token("other", "Europe/Amsterdam")
     assert get(http, other, "ms/suppressions")["total"] == 0
+
+
+def test_delete_of_what_is_no_address(http: TestClient, token: str) -> None:
+    for path in ("a%00b@example.org", "x" * 400, "%C3%A9@example.org", "nobody@example.org"):
+        r = http.delete(f"/v2/ms/suppressions/{path}", params={"access_token": token})
+        assert r.status_code == 400 and r.json() == {
+            "error": {"message": "No entity with supplied ID"}
+        }
+    r = http.delete("/v2/ms/suppressions/a@example.org")
+    assert r.status_code == 400 and r.json() == {"error": {"message": "Invalid access token"}}

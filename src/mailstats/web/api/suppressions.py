@@ -39,6 +39,10 @@ async def delete(request: Request) -> Response:
     account = await context.account(request)
     email = request.path_params["email"]
     st = context.state(request)
-    if len(email) > 320 or not await context.run(suppressions.remove, st.store, account.id, email):
+    if (
+        len(email) > 320
+        or "\x00" in email  # no address, and no text a database column can hold
+        or not await context.run(suppressions.remove, st.store, account.id, email)
+    ):
         raise NotFound()
     return Response(b"", status_code=204)
