@@ -313,7 +313,13 @@ def test_size_limit(app: App, settings: Settings, sink: Sink, token: str) -> Non
             assert smtp.esmtp_features["size"] == "4096"
         with pytest.raises(smtplib.SMTPException) as big:
             send(relay, message(html=HTML * 50), password=token)
-        assert "552" in str(big.value)
+        assert "552" in str(big.value) and "5.3.4" in str(big.value)
+        with smtplib.SMTP("127.0.0.1", relay.port) as smtp:  # no SIZE given: refused after DATA
+            smtp.login("acme", token)
+            smtp.mail("news@shop.example")
+            smtp.rcpt("ann@example.org")
+            code, text = smtp.data(message(html=HTML * 50))
+            assert code == 552 and text.startswith(b"5.3.4")
     assert sink.received == []
 
 

@@ -36,6 +36,12 @@ class _Session(SMTP):
         peer = transport.get_extra_info("peername")
         self._auth_require_tls = not _loopback(peer)
 
+    async def push(self, status: Any) -> None:
+        # aiosmtpd words a message over the size limit without an enhanced status code
+        if isinstance(status, str) and status.startswith("552 Error"):
+            status = "552 5.3.4 Message larger than the relay takes (smtp_max_bytes)"
+        await super().push(status)
+
 
 def _loopback(peer: Any) -> bool:
     try:
