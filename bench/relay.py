@@ -124,6 +124,7 @@ def measure(backend: str, count: int, workers: int = 2, db: str | None = None) -
     from mailstats.store import open_store
 
     folder = Path(tempfile.mkdtemp(prefix="mailstats-bench-relay-"))
+    made = db is None and backend == "postgres"
     if db is None:
         db = (
             fresh_postgres("mailstats_bench_relay")
@@ -164,6 +165,8 @@ def measure(backend: str, count: int, workers: int = 2, db: str | None = None) -
         sink.send_signal(signal.SIGTERM)
         received, _ = sink.communicate(timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+        if made:
+            drop_postgres("mailstats_bench_relay")
     expected = 2 * warm + 2 * ROUNDS * count
     if int(received or 0) != expected:
         raise RuntimeError(f"the next hop got {received!r} messages, not {expected}")
@@ -201,6 +204,14 @@ def fresh_postgres(name: str) -> str:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
     return f"{server}/{name}"
+
+
+def drop_postgres(name: str) -> None:
+    import psycopg
+
+    server = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+    with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 if __name__ == "__main__":
