@@ -24,6 +24,7 @@ import machine
 import memory
 import paging
 import redirect
+import relay
 from api import Api
 from databases import DATA, Database, database, postgres_available, settle, versions
 from dataset import DataSet, build
@@ -42,7 +43,7 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "statistics": emailing_stats.measure,
     "import": imports.measure,
 }
-NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer")
+NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer", "relay")
 _T0 = time.monotonic()
 
 
@@ -109,6 +110,9 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
     if run.wants("indexer"):  # last: it adds clicks to the data set
         _step(run, backend, "indexer",
               lambda: indexer.measure_throughput(store, data, scale, backend))  # fmt: skip
+    if run.wants("relay"):  # on a database of its own
+        count = 300 if scale.name == "quick" else 2000
+        _step(run, backend, "relay", lambda: [relay.measure(backend, count)])
     if run.profile:
         paths = redirect.write_paths(store, data, scale.tokens)
         summary = profile_redirect(db, paths, scale)

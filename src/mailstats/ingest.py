@@ -29,9 +29,10 @@ from mailstats.reports import (
     classify,
     parse_report,
 )
+from mailstats.reports.maillog import Outcome
 from mailstats.reports.ses import parse_ses
-from mailstats.store import Account, Destination, Event, Store
-from mailstats.timefmt import parse_time
+from mailstats.store import Account, Destination, Event, Store, suppressions
+from mailstats.timefmt import format_time, parse_time
 
 REPORTED = ("deliveries", "errors", "abuses")  # the kinds the pipeline reports
 _REPORTED_KINDS = {name: KINDS[name] for name in REPORTED}
@@ -338,3 +339,35 @@ def _take(store: Store, account: Account, parse: Callable[[], ReportEvents], raw
         return Taken(not_a_bounce=str(exc))
     events, reasons = report_events(store, account, parsed, raw)
     return Taken(store.insert_events(events), len(events), reasons=reasons)
+
+
+def maillog_event(store: Store, account: Account, outcome: Outcome, tz: ZoneInfo) -> Event | None:
+    """The event of one MTA log outcome, through the same checks as POST ms/destination/$id/...
+
+    Its destination is the one the queue's Message-ID names (<key@host>, as the API's
+    headers give it) or its envelope sender (the VERP bounce address, bounces+key@domain,
+    as the relay sets it); None when neither names one of the account's destinations for
+    that recipient (such as a message on its way into the relay).
+    """
+    names = [outcome.message_id or ""]
+    local = (outcome.sender or "").rpartition("@")[0]
+    if local.startswith("bounces+"):
+        names.append(local[len("bounces+") :])
+    dest_id = _destination_for(store, account, [n for n in names if n])
+    if dest_id is None:
+        return None
+    dest = store.destination(account.id, dest_id)
+    if suppressions.normal(dest.email) != suppressions.normal(outcome.recipient):
+        return None
+    line_hash = hashlib.sha256(outcome.line.encode("utf-8", "surrogateescape")).hexdigest()
+    data: dict[str, Any] = {"timestamp": format_time(outcome.ts, tz), "key": f"maillog:{line_hash}"}
+    if outcome.kind == "deliveries":
+        data["attempts"] = outcome.attempts
+    else:
+        data |= {
+            "status": outcome.status,
+            "errorcode": outcome.errorcode,
+            "description": outcome.description,
+            "errortype": outcome.errortype,
+        }
+    return _event(account.id, KINDS[outcome.kind], dest.emailing_id, dest_id, data, _Times(tz))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailstats.errors import InvalidParameter
@@ -62,6 +63,18 @@ class Settings:
     pool_size: int = 10
     block_bits: int = 13  # a new database counts events in blocks of 2**block_bits IDs
     sns_certificates: str = ""  # PEM file of the certificates SNS messages may be signed by
+    # The SMTP relay (`mailstats relay`)
+    smtp_listen: str = "127.0.0.1:2525"
+    smtp_next_hop: str = "127.0.0.1:10026"  # the MTA that delivers, e.g. Postfix's reinjection
+    smtp_tls_cert: str = ""  # PEM files; both set: STARTTLS is offered
+    smtp_tls_key: str = ""
+    smtp_max_bytes: int = 25 * 1024 * 1024
+    smtp_max_recipients: int = 1000
+    smtp_hostname: str = ""  # empty: the host of public_url
+    smtp_track_text: bool = False  # track the links of the text part too
+    dkim_key: str = ""  # a PEM private key file; with selector and domain, copies are signed
+    dkim_selector: str = ""
+    dkim_domain: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,6 +88,11 @@ class Settings:
         if "://" not in self.db and self.db != ":memory:":
             return Path(self.db + ".spool")
         return Path("mailstats.spool")
+
+    @property
+    def smtp_name(self) -> str:
+        """The relay's host name in its greeting and EHLO."""
+        return self.smtp_hostname or urlsplit(self.base_url).hostname or "localhost"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -166,3 +184,25 @@ def _validate(settings: Settings) -> None:
             load_certificates(settings.sns_certificates)
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from None
+    host_port(settings.smtp_listen, "smtp_listen")
+    host_port(settings.smtp_next_hop, "smtp_next_hop")
+    if settings.smtp_max_bytes < 1024:
+        raise InvalidParameter("smtp_max_bytes must be at least 1024")
+    if bool(settings.smtp_tls_cert) != bool(settings.smtp_tls_key):
+        raise InvalidParameter("smtp_tls_cert and smtp_tls_key go together")
+    dkim = (settings.dkim_key, settings.dkim_selector, settings.dkim_domain)
+    if any(dkim) and not all(dkim):
+        raise InvalidParameter("dkim_key, dkim_selector and dkim_domain go together")
+
+
+def host_port(value: str, name: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port" (port 0: any free one).
+
+    >>> host_port("[::1]:2525", "smtp_listen")
+    ('::1', 2525)
+    """
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InvalidParameter(f"{name} must be host:port, not {value!r}")
+    return host, int(port)

@@ -5,7 +5,18 @@ from __future__ import annotations
 import click
 
 from mailstats import __version__
-from mailstats.cli import backlog, demo, export, ingest, serve, tokens, watch
+from mailstats.cli import (
+    backlog,
+    demo,
+    export,
+    ingest,
+    maillog,
+    relay,
+    serve,
+    suppressions,
+    tokens,
+    watch,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +33,9 @@ cli.add_command(export.export)
 cli.add_command(ingest.ingest_mail)
 cli.add_command(backlog.backlog)
 cli.add_command(watch.watch_mailbox)
+cli.add_command(maillog.ingest_maillog)
+cli.add_command(relay.relay)
+cli.add_command(suppressions.suppressions)
 
 
 def main() -> None:

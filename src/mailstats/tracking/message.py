@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 from mailstats.store import Destination, Emailing, Link
 from mailstats.tracking.render import render
+from mailstats.tracking.tokens import Purpose, Signer
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,22 @@ class Urls:
     pixel: str
     unsubscribe: str
     message_id: str
+
+
+def message_id(base_url: str, dest: Destination) -> str:
+    """The destination's own Message-ID; its key is also the VERP tag of the bounce address."""
+    return f"<{dest.message_key}@{urlsplit(base_url).hostname or 'localhost'}>"
+
+
+def urls(base_url: str, signer: Signer, dest: Destination) -> Urls:
+    """The signed tracking URLs of one destination, under the public base URL."""
+    sign = signer.sign
+    return Urls(
+        click=lambda link_id: f"{base_url}/c/{sign(Purpose.CLICK, dest.id, link_id)}",
+        pixel=f"{base_url}/o/{sign(Purpose.OPEN, dest.id)}",
+        unsubscribe=f"{base_url}/u/{sign(Purpose.UNSUBSCRIBE, dest.id)}",
+        message_id=message_id(base_url, dest),
+    )
 
 
 def html(emailing: Emailing, links: Sequence[Link], urls: Urls) -> str:
@@ -89,8 +107,14 @@ def headers(emailing: Emailing, urls: Urls) -> dict[str, str]:
 
 def mime(emailing: Emailing, dest: Destination, links: Sequence[Link], urls: Urls) -> bytes:
     """The whole message for this destination: headers, text and HTML alternatives."""
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = Address(emailing.from_name, addr_spec=emailing.from_email)
+    # An internationalised address (RFC 6531) goes into the headers as UTF-8
+    utf8 = not (dest.email.isascii() and emailing.from_email.isascii())
+    msg = EmailMessage(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
+    if emailing.from_email.isascii():
+        msg["From"] = Address(emailing.from_name, addr_spec=emailing.from_email)
+    else:  # Address() takes no non-ASCII local part; the header parser does (RFC 6532)
+        name = emailing.from_name.replace("\\", "\\\\").replace('"', '\\"')
+        msg["From"] = f'"{name}" <{emailing.from_email}>' if name else emailing.from_email
     msg["To"] = dest.email
     msg["Subject"] = emailing.subject
     msg["Date"] = email.utils.formatdate(dest.created_at, localtime=False)

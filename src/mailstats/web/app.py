@@ -19,7 +19,7 @@ from mailstats.store.derive import Indexer
 from mailstats.store.writer import Writer
 from mailstats.tracking.tokens import Signer
 from mailstats.web import access, errors, openapi
-from mailstats.web.api import destinations, emailings, events, ingest, statistics
+from mailstats.web.api import destinations, emailings, events, ingest, statistics, suppressions
 from mailstats.web.context import State
 from mailstats.web.limits import RateLimiter
 from mailstats.web.tracking import Tracker
@@ -45,6 +45,8 @@ ROUTES = [
     Route(f"{V2}/events", ingest.bulk, methods=["POST"]),
     Route(f"{V2}/reports", ingest.report_mail, methods=["POST"]),
     Route(f"{V2}/reports/sns", ingest.report_sns, methods=["POST"]),
+    Route(f"{V2}/suppressions", suppressions.list_all, methods=["GET"]),
+    Route(f"{V2}/suppressions/{{email}}", suppressions.delete, methods=["DELETE"]),
     Route(f"{V2}/emailing/{{id}}", emailings.get_one, methods=["GET"]),
     Route(f"{V2}/emailing/{{id}}/destinations", destinations.list_all, methods=["GET"]),
     Route(f"{V2}/emailing/{{id}}/destinations", destinations.create, methods=["POST"]),

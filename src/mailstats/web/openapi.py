@@ -18,10 +18,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mailstats import __version__
+from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.reports import REASONS
-from mailstats.web.api import destinations, emailings, events, ingest, statistics
+from mailstats.web.api import destinations, emailings, events, ingest, statistics, suppressions
 from mailstats.web.errors import JSON
 
 __all__ = ["build", "document"]
@@ -78,7 +79,7 @@ HEADER_TEXT: Schema = {
     "maxLength": 1000,
     "pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$",
 }
-EMAIL: Schema = {"type": "string", "maxLength": 320, "pattern": emailings.EMAIL_PATTERN}
+EMAIL: Schema = {"type": "string", "maxLength": 320, "pattern": EMAIL_PATTERN}
 NULLABLE_TEXT: Schema = {"type": ["string", "null"]}
 TIME_IN: Schema = {"type": "string", "pattern": f"^\\s*{_TIME}\\s*$"}
 TIME_OUT: Schema = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}$"}
@@ -211,6 +212,14 @@ SCHEMAS: dict[str, Schema] = {
     "DestinationItem": _named("ID", "mailing", "timestampsent", "profile", "subprofile"),
     "Destination": _named("ID", "messageID", "mailing", "timestampsent", "profile", "subprofile"),
     "Headers": _named("Message-ID", "Return-Path", "List-Unsubscribe", "List-Unsubscribe-Post"),
+    "Suppression": _object(
+        {
+            "email": TEXT,
+            "reason": {"type": "string", "enum": ["bounce", "complaint", "manual", "unsubscribe"]},
+            "timestamp": TIME_OUT,
+            "destination": {"type": ["string", "null"], "pattern": "^[1-9][0-9]*$"},
+        }
+    ),
     "Statistics": _object(
         {"destinations": COUNT_OUT}
         | {
@@ -471,6 +480,15 @@ async def document(request: Request) -> Response:
     return Response(_served(), media_type=JSON)
 
 
+_EMAIL_PATH: Schema = {
+    "name": "email",
+    "in": "path",
+    "required": True,
+    "description": "A suppressed address (ASCII letters in any case).",
+    "schema": {"type": "string", "maxLength": 320},
+}
+
+
 BUILDERS: dict[Callable[..., Any], Builder] = {
     emailings.list_all: _one(
         "List emailings",
@@ -509,6 +527,16 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
     destinations.headers: _one("Headers the sender adds", _ok(JSON, ref("schemas", "Headers"))),
     statistics.get: _one(
         "Totals and uniques per kind", _ok(JSON, ref("schemas", "Statistics")), BOUNDS
+    ),
+    suppressions.list_all: _one(
+        "The suppression list: addresses the relay refuses",
+        _ok(JSON, _page(ref("schemas", "Suppression"))),
+        PAGING,
+    ),
+    suppressions.delete: _one(
+        "Take an address off the suppression list",
+        {"204": {"description": "Off the list: later messages reach it."}},
+        [_EMAIL_PATH],
     ),
     events.list_events: _list_events,
     events.report_event: _report_event,

@@ -11,7 +11,8 @@ SELECT id, created_at, type, subject, from_name, from_email, destinations, tags,
 FROM emailings WHERE id = :id AND account_id = :account_id;
 
 -- name: emailing_links
-SELECT id, start, stop, url FROM links WHERE emailing_id = :emailing_id ORDER BY start;
+-- The template's links; those the relay added from later messages (start < 0) sit nowhere in it.
+SELECT id, start, stop, url FROM links WHERE emailing_id = :emailing_id AND start >= 0 ORDER BY start;
 
 -- name: emailing_count_destinations
 UPDATE emailings SET destinations = destinations + :n WHERE id = :id;

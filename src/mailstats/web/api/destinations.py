@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailstats.addresses import address
 from mailstats.errors import InvalidMethod, InvalidParameter
 from mailstats.ingest import whole_number
 from mailstats.store import Destination, Emailing
 from mailstats.timefmt import format_time
 from mailstats.tracking import message
-from mailstats.tracking.tokens import Purpose
 from mailstats.web import context, params
-from mailstats.web.api.emailings import address
 
 MAX_BATCH = 10_000
 
@@ -91,7 +89,7 @@ async def list_all(request: Request) -> Response:
 
 
 def message_id(st: context.State, dest: Destination) -> str:
-    return f"<{dest.message_key}@{urlsplit(st.settings.base_url).hostname or 'localhost'}>"
+    return message.message_id(st.settings.base_url, dest)
 
 
 async def get_one(request: Request) -> Response:
@@ -112,14 +110,7 @@ async def get_one(request: Request) -> Response:
 
 
 def _tracking_urls(st: context.State, dest: Destination) -> message.Urls:
-    base = st.settings.base_url
-    sign = st.signer.sign
-    return message.Urls(
-        click=lambda link_id: f"{base}/c/{sign(Purpose.CLICK, dest.id, link_id)}",
-        pixel=f"{base}/o/{sign(Purpose.OPEN, dest.id)}",
-        unsubscribe=f"{base}/u/{sign(Purpose.UNSUBSCRIBE, dest.id)}",
-        message_id=message_id(st, dest),
-    )
+    return message.urls(st.settings.base_url, st.signer, dest)
 
 
 def _loaded(
