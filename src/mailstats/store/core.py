@@ -27,6 +27,8 @@ from mailstats.store.base import (
     Scope,
     TokenInfo,
 )
+from mailstats.store.charts import Charts
+from mailstats.store.users import Users
 
 T = TypeVar("T")
 
@@ -41,6 +43,8 @@ class Store:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.q = backend.queries
+        self.users = Users(backend)  # dashboard sign-in
+        self.charts = Charts(backend)  # the dashboard's and the chart API's figures
 
     @property
     def dialect(self) -> str:
