@@ -245,3 +245,19 @@ def ingest_report(store: Store, account: Account, raw: bytes) -> int:
     events = report_events(store, account, raw)
     store.insert_events(events)
     return len(events)
+
+
+def report_account(store: Store, raw: bytes) -> Account:
+    """The account a report email belongs to, found from the message it names (its
+    Message-ID or VERP tag holds the destination's message key, unique across accounts)."""
+    try:
+        parsed = parse_report(raw)
+    except ReportError as exc:
+        raise InvalidParameter(f"Invalid report: {exc}") from None
+    for item in parsed:
+        for identifier in item.identifiers:
+            key = identifier.strip().strip("<>").partition("@")[0]
+            found = store.charts.destination_by_key(key) if key else None
+            if found is not None:
+                return found[1]
+    raise InvalidParameter("Invalid report: it names no known destination")

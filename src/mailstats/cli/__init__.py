@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mailstats import __version__
-from mailstats.cli import demo, export, ingest, serve, tokens
+from mailstats.cli import demo, export, ingest, serve, stats, tokens, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +20,8 @@ cli.add_command(tokens.token)
 cli.add_command(demo.demo)
 cli.add_command(export.export)
 cli.add_command(ingest.ingest_mail)
+cli.add_command(users.user)
+cli.add_command(stats.stats)
 
 
 def main() -> None:

@@ -144,13 +144,16 @@ class App:
             finally:
                 self.metrics.tracked(path[1], status, time.perf_counter() - started)
             return
-        if len(path) > 1 and path.endswith("/") and not path.startswith("/dashboard/"):
+        if path == "/dashboard":
+            scope = {**scope, "path": "/dashboard/"}
+        elif len(path) > 1 and path.endswith("/") and not path.startswith("/dashboard/"):
             scope = {**scope, "path": path.rstrip("/") or "/"}
         try:
             await self.api(scope, receive, sending)
         finally:
-            route = scope.get("route")
-            self.metrics.count(route.path if route is not None else "unmatched", status)
+            route = scope.get("route")  # set by the router (a mount's by its own router)
+            name = scope.get("root_path", "") + route.path if route is not None else "unmatched"
+            self.metrics.count(name, status)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> App:

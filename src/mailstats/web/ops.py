@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -31,6 +37,8 @@ if TYPE_CHECKING:
     from mailstats.web.context import State
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The *_created series say nothing an operator needs.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 # The redirect is meant to take well under a millisecond; the buckets resolve that range.
 _REDIRECT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5)
