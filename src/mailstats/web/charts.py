@@ -8,6 +8,7 @@ preset counted from the day of the emailing's first event; buckets are local hou
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -24,6 +25,7 @@ from mailstats.store.charts import edges
 PRESETS = {"1d": 1, "3d": 3, "7d": 7, "30d": 30}
 MAX_BUCKETS = 24 * 62  # two months of hours
 TIMELINE_KINDS = ("impressions", "clicks")
+DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,15 @@ def _one(query: Mapping[str, list[str]], name: str) -> str | None:
 
 def _date(raw: str, name: str) -> date:
     try:
-        return date.fromisoformat(raw)
+        if not re.fullmatch(DATE_PATTERN, raw, re.ASCII):
+            raise ValueError(raw)
+        day = date.fromisoformat(raw)
+        if not 1970 <= day.year <= 9000:
+            raise ValueError(raw)
+        return day
     except ValueError:
         raise InvalidParameter(
-            f"Invalid value for parameter '{name}': {raw!r}, use YYYY-MM-DD"
+            f"Invalid value for parameter '{name}': {raw!r}, use YYYY-MM-DD from 1970 on"
         ) from None
 
 
@@ -76,14 +83,16 @@ def resolve_range(
     low, high = span if span else (emailing.created_at, emailing.created_at)
     start = datetime.fromtimestamp(low, tz).date()
     stop = datetime.fromtimestamp(high, tz).date()
-    preset = _one(query, "range") or ("custom" if _one(query, "begin") else "all")
+    given = {name: _one(query, name) for name in ("begin", "end")}
+    days = {name: _date(raw, name) for name, raw in given.items() if raw is not None}
+    preset = _one(query, "range") or ("custom" if days else "all")
     if preset == "all":
         first, last = start, stop
     elif preset in PRESETS:
         first, last = start, start + timedelta(days=PRESETS[preset] - 1)
     elif preset == "custom":
-        first = _date(_one(query, "begin") or start.isoformat(), "begin")
-        last = _date(_one(query, "end") or first.isoformat(), "end")
+        first = days.get("begin", start)
+        last = days.get("end", first)
         if last < first:
             raise InvalidParameter("Invalid value for parameter 'end': before 'begin'")
     else:
@@ -95,8 +104,8 @@ def resolve_range(
         raise InvalidParameter(
             f"Invalid value for parameter 'interval': {interval!r}, use hour or day"
         )
-    days = (last - first).days + 1
-    if days * (24 if interval == "hour" else 1) > MAX_BUCKETS or days > 3700:
+    length = (last - first).days + 1
+    if length * (24 if interval == "hour" else 1) > MAX_BUCKETS or length > 3700:
         raise InvalidParameter("Too many buckets: choose a shorter range or day buckets")
     return Range(preset, first, last, interval, edges(first, last, interval, tz))
 

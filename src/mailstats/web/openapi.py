@@ -20,7 +20,8 @@ from starlette.routing import BaseRoute, Route
 from mailstats import __version__
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
-from mailstats.web.api import destinations, emailings, events, ingest, statistics
+from mailstats.web import openapi_charts, ops
+from mailstats.web.api import charts, destinations, emailings, events, ingest, statistics
 from mailstats.web.errors import JSON
 
 __all__ = ["build", "document"]
@@ -247,6 +248,7 @@ SCHEMAS: dict[str, Schema] = {
     },
     **{f"Reported{name.title()}": reported(KINDS[name]) for name in REPORTED},
     **{f"{name.title()}Item": item(kind) for name, kind in KINDS.items()},
+    **openapi_charts.SCHEMAS,
 }
 
 # --- parameters and responses ---------------------------------------------------------------
@@ -483,6 +485,12 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
     events.list_events: _list_events,
     events.report_event: _report_event,
     document: _document,
+    charts.get: openapi_charts.charts_builder(_operation, _ok),
+    ops.healthz: openapi_charts.probe("The process answers", {"200": "ok"}),
+    ops.readyz: openapi_charts.probe(
+        "Database reachable, spool under its threshold",
+        {"200": "ready", "503": "not ready, and the reasons"},
+    ),
 }
 
 # --- tracking: plain ASGI handlers in front of the route table ------------------------------
