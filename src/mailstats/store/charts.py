@@ -152,6 +152,14 @@ class Charts:
             q.add(f"{self.backend.unindexed}e.ts < ?", end)
         return q
 
+    def recipients(self, scope: Scope, kind: Kind, begin: int | None, end: int | None) -> int:
+        """How many recipients have an event of `kind` in [begin, end] (clicks' unique
+        counts are per recipient *and link*; this is per recipient)."""
+        q = self._emailing_events(scope, kind, begin, None if end is None else end + 1)
+        q.add("e.first = 1")
+        sql = f"SELECT count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
+        return int(self.backend.fetch(sql, q.args)[0][0])
+
     def links(
         self, scope: Scope, clicks: Kind, begin: int | None = None, end: int | None = None
     ) -> list[LinkCount]:
@@ -190,9 +198,17 @@ class Charts:
         )
         return [(t, c, int(n), int(d)) for t, c, n, d in self.backend.fetch(sql, q.args)]
 
-    def recent(self, scope: Scope, kind: Kind, detail: str | None, limit: int = 20) -> list[Recent]:
-        """The latest events of a kind with their recipients' addresses."""
-        q = self._emailing_events(scope, kind, None, None)
+    def recent(
+        self,
+        scope: Scope,
+        kind: Kind,
+        detail: str | None,
+        begin: int | None = None,
+        end: int | None = None,
+        limit: int = 20,
+    ) -> list[Recent]:
+        """The latest events of a kind in [begin, end) with their recipients' addresses."""
+        q = self._emailing_events(scope, kind, begin, end)
         column = f"e.{detail}" if detail in {c.name for c in kind.columns} else "NULL"
         sql = (
             f"SELECT e.id, e.ts, e.destination_id, d.email, {column} FROM events e"

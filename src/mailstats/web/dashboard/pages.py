@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from mailstats.errors import InvalidParameter, NotFound
-from mailstats.kinds import ABUSES, ERRORS, KINDS, UNSUBSCRIBES
+from mailstats.kinds import ABUSES, CLICKS, ERRORS, KINDS, UNSUBSCRIBES
 from mailstats.serialize import csv_chunks
 from mailstats.store import Account, Filter, Scope, Store
 from mailstats.store.charts import edges
@@ -38,10 +38,11 @@ def _int(request: Request, name: str, default: int) -> int:
 
 
 def _figures(store: Store, scope: Scope, begin: int | None, end: int | None) -> dict[str, Any]:
-    """Recipients and the unique count of every kind (deliveries: total)."""
+    """Recipients with an event of each kind (deliveries: their total), and totals."""
     stats = store.statistics(scope, begin, end)["counts"]
     out: dict[str, Any] = {name: pair[1] for name, pair in stats.items()}
     out["deliveries"] = stats["deliveries"][0]
+    out["clicks"] = store.charts.recipients(scope, CLICKS, begin, end)
     out["totals"] = {name: pair[0] for name, pair in stats.items()}
     return out
 
@@ -129,9 +130,9 @@ def _emailing_page(
         "clients": charts.clients(store, scope, rng),
         "bounces": charts.bounces(store, scope, rng),
         "recent": {
-            "errors": store.charts.recent(scope, ERRORS, "errorcode"),
-            "abuses": store.charts.recent(scope, ABUSES, None),
-            "unsubscribes": store.charts.recent(scope, UNSUBSCRIBES, None),
+            "errors": store.charts.recent(scope, ERRORS, "errorcode", rng.begin, rng.end),
+            "abuses": store.charts.recent(scope, ABUSES, None, rng.begin, rng.end),
+            "unsubscribes": store.charts.recent(scope, UNSUBSCRIBES, None, rng.begin, rng.end),
         },
         "destinations": dests.rows,
         "recipients_page": recipients_page,
