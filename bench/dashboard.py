@@ -48,7 +48,7 @@ def measure(api: Api, store: Store, data: DataSet, scale: Scale, backend: str) -
     (lookup, timeline), runs = api.medians(scale, (path, {}), (path + "/charts/timeline", {}))
     answer = api.get(path + "/statistics")
     events = sum(v["total"] for k, v in answer.items() if k not in ("destinations", "retries"))
-    base = str(api.client.base_url).removesuffix(V2).rstrip("/")
+    base = str(api.client.base_url).rstrip("/").removesuffix(V2)
     with _signed_in(base, data.token) as client:
         page, page_runs = _median_ms(client, f"/dashboard/emailing/{emailing}", scale)
     note = f"emailing {emailing}: {events:,} events; median of {runs}; ceiling GET ms/emailing/$id"
