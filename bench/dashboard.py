@@ -49,8 +49,11 @@ def measure(api: Api, store: Store, data: DataSet, scale: Scale, backend: str) -
     answer = api.get(path + "/statistics")
     events = sum(v["total"] for k, v in answer.items() if k not in ("destinations", "retries"))
     base = str(api.client.base_url).rstrip("/").removesuffix(V2)
-    with _signed_in(base, data.token) as client:
+    client = _signed_in(base, data.token)
+    try:
         page, page_runs = _median_ms(client, f"/dashboard/emailing/{emailing}", scale)
+    finally:
+        client.close()
     note = f"emailing {emailing}: {events:,} events; median of {runs}; ceiling GET ms/emailing/$id"
     page_note = (f"emailing {emailing}: {events:,} events; median of {page_runs}; the whole"
                  " page: funnel, chart, links, click map, clients, bounces, lists")  # fmt: skip

@@ -8,6 +8,7 @@ import random
 from collections import Counter
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from starlette.testclient import TestClient
@@ -207,3 +208,17 @@ def test_opens_by_unique_follow_the_first_flag(store: Store) -> None:
     got = store.charts.buckets(Scope(account, emailing_id=emailing), IMPRESSIONS, bounds)
     assert got == [(1, 1), (1, 0)]
     assert Counter(n for n, _ in got) == Counter([1, 1])
+
+
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu"])
+def test_hour_buckets_in_zones_of_half_and_quarter_hour_offsets(
+    app: App, m: Mailing, zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tz = ZoneInfo(zone)
+    bounds = charts.edges(date(2026, 6, 1), date(2026, 6, 1), "hour", tz)
+    times = list(range(bounds[0] - 600, bounds[-1] + 600, 700))  # across every edge
+    times, firsts = _clicks_over(app, m, times)
+    scope = Scope(app.store.account("acme").id, emailing_id=m.id)
+    want = expected(times, [f for f in firsts if bounds[0] <= f < bounds[-1]], bounds)
+    monkeypatch.setattr(charts, "MAX_RUNS", 0)  # every row read and put in its slot
+    assert app.store.charts.buckets(scope, CLICKS, bounds) == want

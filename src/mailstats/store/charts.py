@@ -21,9 +21,14 @@ from mailstats.store.base import Account, Backend, Row, Scope
 
 # More runs of edge-spanning blocks than this, and one read of the whole range is cheaper.
 MAX_RUNS = 64
-# Rows of edge-spanning blocks are grouped by minute before they are put in buckets: every
-# UTC offset in use is whole minutes, so a bucket edge never falls inside one.
-_SLOT = 60
+# Rows of edge-spanning blocks are grouped into slots of UTC time before they are put in
+# buckets: the longest of these that every bucket edge is a multiple of (an hour in zones of
+# whole-hour offsets), so no slot straddles an edge and few groups need sorting.
+_SLOTS = (3600, 1800, 900, 60, 1)
+
+
+def _slot(bounds: Sequence[int]) -> int:
+    return next(s for s in _SLOTS if all(b % s == 0 for b in bounds))
 
 
 def edges(first: date, last: date, interval: str, tz: ZoneInfo) -> list[int]:
@@ -111,19 +116,19 @@ class Charts:
             out = [[0, 0] for _ in range(len(bounds) - 1)]
             runs = [[0, 2**62 >> self.backend.block_bits()]]
         bits = self.backend.block_bits()
+        size = _slot(bounds)
         for first, last in runs:
-            for slot, n, firsts in self._slots(
-                scope, kind, begin, end, first << bits, (last + 1) << bits
-            ):
-                at = bisect.bisect_right(bounds, slot * _SLOT) - 1
+            low, high = first << bits, (last + 1) << bits
+            for slot, n, firsts in self._slots(scope, kind, begin, end, low, high, size):
+                at = bisect.bisect_right(bounds, slot * size) - 1
                 out[at][0] += int(n)
                 out[at][1] += int(firsts or 0)
         return [(n, f) for n, f in out]
 
     def _slots(
-        self, scope: Scope, kind: Kind, begin: int, end: int, low: int, high: int
+        self, scope: Scope, kind: Kind, begin: int, end: int, low: int, high: int, size: int
     ) -> list[Row]:
-        """(minute, events, firsts) of a range of IDs within [begin, end)."""
+        """(slot, events, firsts) of a range of IDs within [begin, end), slots of `size` s."""
         u = self.backend.unindexed
         q = self._query()
         q.add("e.emailing_id = ?", scope.emailing_id)
@@ -134,8 +139,8 @@ class Charts:
         q.add(f"{u}e.ts >= ?", begin)
         q.add(f"{u}e.ts < ?", end)
         sql = (
-            f"SELECT e.ts / {_SLOT}, count(*), sum(e.first) FROM events e"
-            f" WHERE {q.where} GROUP BY e.ts / {_SLOT}"
+            f"SELECT e.ts / {int(size)}, count(*), sum(e.first) FROM events e"
+            f" WHERE {q.where} GROUP BY e.ts / {int(size)}"
         )
         return self.backend.fetch(sql, q.args)
 
