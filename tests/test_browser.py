@@ -206,6 +206,17 @@ def test_the_dashboard_in_a_browser(
             assert page.locator("#abuses a").count() == 0
             shot("emailing-first-day")
 
+            # dates of one's own: picking one selects a custom range
+            page.fill("input[name=begin]", "2026-10-25")
+            page.fill("input[name=end]", "2026-10-25")
+            assert page.input_value("#range") == "custom"
+            page.click("#apply")
+            page.wait_for_selector("#chart canvas")
+            assert "range=custom" in page.url
+            chart = page.evaluate("window.mailstatsChart.data")
+            assert len(chart[0]) == 25  # the day the clocks go back
+            shot("emailing-custom-day")
+
             # a recipient's timeline
             page.click("[data-preset=all]")
             page.wait_for_selector("#chart canvas")
@@ -228,6 +239,9 @@ def test_the_dashboard_in_a_browser(
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390  # nothing wider than the screen
             shot("emailing-phone")
+            # a full-page capture leaves frames below the first screen unpainted: the map alone
+            page.locator("#clickmap-frame").scroll_into_view_if_needed()
+            page.locator("#clickmap").screenshot(path=str(artifacts / "clickmap-phone.png"))
 
             # sign out: back to the sign-in page, and the pages are closed again
             page.set_viewport_size({"width": 1280, "height": 900})

@@ -48,9 +48,17 @@
       chart.setSize({ width: Math.max(280, target.clientWidth), height: 300 });
     });
   }
+  // Picking a date means a range of dates; without JavaScript, choose "Dates below".
+  function customDates() {
+    var range = document.getElementById("range");
+    document.querySelectorAll("#range-form input[type=date]").forEach(function (input) {
+      input.addEventListener("change", function () { if (range) range.value = "custom"; });
+    });
+  }
+  function start() { draw(); customDates(); }
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", draw);
+    document.addEventListener("DOMContentLoaded", start);
   } else {
-    draw();
+    start();
   }
 })();
