@@ -28,7 +28,7 @@ async def get(request: Request) -> Response:
         rng = charts.resolve_range(st.store, scope, emailing, tz, query)
         if name == "timeline":
             return charts.timeline(st.store, scope, rng, tz)
-        ranged = rng if query.get("range") or query.get("begin") else None
+        ranged = rng if any(query.get(n) for n in ("range", "begin", "end")) else None
         if name == "links":
             return charts.links(st.store, scope, ranged)
         if name == "clients":
