@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import dashboard
 import emailing_stats
 import export
 import imports
@@ -41,6 +42,7 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "ids": paging.measure_ids,
     "unique": paging.measure_unique,
     "statistics": emailing_stats.measure,
+    "dashboard": dashboard.measure,
     "import": imports.measure,
 }
 NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer", "relay")

@@ -157,9 +157,12 @@ def test_every_get_route_hides_another_accounts_ids(app: App, http: TestClient, 
     wrong: dict[str, object] = {}
     checked = 0
     for path in _get_routes():
-        if path == "/openapi.json":
-            continue
+        if path in ("/openapi.json", "/healthz", "/readyz"):
+            continue  # no account's data in them
         kinds = list(KINDS) if "{kind}" in path else [""]
+        if "{chart}" in path:
+            kinds = ["timeline", "links", "clients", "bounces"]
+            path = path.replace("{chart}", "{kind}")
         parts = ["html", "text", "mime"] if "{part}" in path else [""]
         ids = [str(emailing)] if "/emailing/" in path else [str(d) for d in dests]
         for kind in kinds:

@@ -371,3 +371,34 @@ def maillog_event(store: Store, account: Account, outcome: Outcome, tz: ZoneInfo
             "errortype": outcome.errortype,
         }
     return _event(account.id, KINDS[outcome.kind], dest.emailing_id, dest_id, data, _Times(tz))
+
+
+def report_account(store: Store, raw: bytes) -> Account | None:
+    """The account a report email belongs to, found from the message it names (its
+    Message-ID or VERP tag holds the destination's message key, unique across accounts).
+
+    None for an auto-reply or a delivery notice (not a bounce: nothing to store); raises
+    Unmatched when it names no known destination, InvalidParameter when it is unreadable.
+    """
+    try:
+        parsed = _read(lambda: parse_report(raw))
+    except NotABounce:
+        return None
+    for item in parsed:
+        for identifier in item.identifiers:
+            key = identifier.strip().strip("<>").partition("@")[0]
+            found = store.charts.destination_by_key(key) if key else None
+            if found is not None:
+                return found[1]
+    raise Unmatched("Invalid report: it names no known destination")
+
+
+def not_a_bounce(raw: bytes) -> str:
+    """Why a message is not a bounce ("" when it is one, or unreadable)."""
+    try:
+        parse_report(raw)
+    except NotABounce as exc:
+        return str(exc)
+    except ReportError:
+        return ""
+    return ""

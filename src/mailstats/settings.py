@@ -75,6 +75,12 @@ class Settings:
     dkim_key: str = ""  # a PEM private key file; with selector and domain, copies are signed
     dkim_selector: str = ""
     dkim_domain: str = ""
+    log_format: str = "text"  # or "json": one JSON object per log line
+    metrics_allow: tuple[Network, ...] = ()  # besides loopback, who may read /metrics
+    metrics_token: Secret | None = None  # or a caller with this bearer token
+    ready_timeout: float = 2.0  # seconds /readyz waits for the database
+    ready_spool_bytes: int = 64 * 1024 * 1024  # /readyz fails with more than this spooled
+    ready_backlog_seconds: float = 60.0  # ... or with a captured event older than this
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -119,9 +125,9 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, bool):
                 return value
             return str(value).strip().lower() in {"1", "true", "yes", "on"}
-        if name == "secret":
+        if name in ("secret", "metrics_token"):
             return value if isinstance(value, Secret) else Secret(str(value))
-        if name == "trusted_proxies":
+        if name in ("trusted_proxies", "metrics_allow"):
             items = value.split(",") if isinstance(value, str) else value
             return tuple(
                 ipaddress.ip_network(str(i).strip(), strict=False) for i in items if str(i).strip()
@@ -175,6 +181,8 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("public_url must start with http:// or https://")
     if settings.workers < 1:
         raise InvalidParameter("workers must be at least 1")
+    if settings.log_format not in ("text", "json"):
+        raise InvalidParameter("log_format must be text or json")
     if not 0 <= settings.block_bits <= 40:
         raise InvalidParameter("block_bits must be 0 to 40")
     if settings.sns_certificates:

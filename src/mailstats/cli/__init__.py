@@ -13,8 +13,10 @@ from mailstats.cli import (
     maillog,
     relay,
     serve,
+    stats,
     suppressions,
     tokens,
+    users,
     watch,
 )
 
@@ -36,6 +38,8 @@ cli.add_command(watch.watch_mailbox)
 cli.add_command(maillog.ingest_maillog)
 cli.add_command(relay.relay)
 cli.add_command(suppressions.suppressions)
+cli.add_command(users.user)
+cli.add_command(stats.stats)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from rich.progress import Progress
 
 from mailstats import ingest, mailboxes
 from mailstats.cli.common import db_option, load_settings, open_db
-from mailstats.errors import MailstatsError
+from mailstats.errors import InvalidParameter, MailstatsError
 from mailstats.store import Account, Store
 
 EX_TEMPFAIL = 75  # sysexits.h: an MTA's pipe keeps the message and tries again
@@ -21,13 +21,21 @@ EX_TEMPFAIL = 75  # sysexits.h: an MTA's pipe keeps the message and tries again
 
 @click.command(name="ingest-mail")
 @click.argument("paths", nargs=-1, type=click.Path(allow_dash=True))
-@click.option("--account", required=True, help="The account the reports belong to.")
+@click.option(
+    "--account",
+    help="Only reports of this account (a report of another stores nothing); without it, "
+    "each report's account is the one of the message it names.",
+)
 @click.option("--pipe", is_flag=True,
               help="As an MTA's pipe: exit 0 for a message that is not a report (so nothing "
               "is sent back to its sender), 75 when the database cannot be reached.")  # fmt: skip
 @db_option
 def ingest_mail(
-    paths: tuple[str, ...], account: str, pipe: bool, db: str | None, config_file: str | None
+    paths: tuple[str, ...],
+    account: str | None,
+    pipe: bool,
+    db: str | None,
+    config_file: str | None,
 ) -> None:
     """Read bounces and complaints into errors and abuses, then print a summary.
 
@@ -35,7 +43,11 @@ def ingest_mail(
     from standard input (as an MTA's pipe delivers it). A message that is not a report is
     named on stderr and stores nothing; auto-replies are counted as not a bounce.
 
-    Example: mailstats ingest-mail --account acme bounces/*.eml ~/Maildir/.Bounces
+    The account of each report is found from the message it names (its Message-ID or VERP
+    tag), so a mail server can pipe every bounce to one command; --account keeps only that
+    account's reports.
+
+    Example: mailstats ingest-mail bounces/*.eml ~/Maildir/.Bounces
 
     Exit status: 0, or 1 when a message could not be read (0 with --pipe), or 75 when the
     database failed (an MTA keeps the message and tries again).
@@ -53,8 +65,8 @@ def ingest_mail(
         click.echo(f"temporary failure: {type(exc).__name__}: {exc}", err=True)
         raise SystemExit(EX_TEMPFAIL) from None
     try:
-        acct = store.account(account)
-        tally = _ingest_all(store, acct, sources)
+        only = store.account(account) if account is not None else None
+        tally = _ingest_all(store, only, sources)
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None
     except Exception as exc:  # the database went away: let the MTA try again later
@@ -71,7 +83,9 @@ def ingest_mail(
         raise SystemExit(1)
 
 
-def _ingest_all(store: Store, account: Account, sources: list[mailboxes.Source]) -> Counter[str]:
+def _ingest_all(
+    store: Store, account: Account | None, sources: list[mailboxes.Source]
+) -> Counter[str]:
     tally: Counter[str] = Counter()
     # Files named one by one get a line each; a mailbox's messages only when they fail.
     files = all(s.kind in ("stdin", "message") for s in sources)
@@ -91,11 +105,20 @@ def _messages(sources: list[mailboxes.Source]) -> Iterator[tuple[str, bytes]]:
 
 
 def _one(
-    store: Store, account: Account, label: str, raw: bytes, tally: Counter[str], verbose: bool
+    store: Store, only: Account | None, label: str, raw: bytes, tally: Counter[str], verbose: bool
 ) -> None:
     tally["messages"] += 1
     try:
-        taken = ingest.ingest_report(store, account, raw)
+        owner = ingest.report_account(store, raw)
+        if owner is None:  # an auto-reply or delivery notice: counted as such below
+            owner = only
+        elif only is not None and owner.id != only.id:
+            raise InvalidParameter(f"the report belongs to another account than {only.name!r}")
+        taken = (
+            ingest.ingest_report(store, owner, raw)
+            if owner is not None
+            else ingest.Taken(not_a_bounce=ingest.not_a_bounce(raw))
+        )
     except ingest.Unmatched as exc:
         tally["unmatched"] += 1
         click.echo(f"{label}: {exc.message}", err=True)

@@ -12,6 +12,7 @@ import click
 import uvicorn
 
 from mailstats.cli.common import db_option, load_settings, open_db
+from mailstats.logs import JSONFormatter
 from mailstats.settings import Settings
 from mailstats.web.protocol import Protocol
 
@@ -39,10 +40,14 @@ def _env_for_workers(settings: Settings) -> None:
         "spool": str(settings.spool_path), "rate_limit": settings.rate_limit,
         "commit_deadline_ms": settings.commit_deadline_ms, "access_log": settings.access_log,
         "trusted_proxies": ",".join(str(n) for n in settings.trusted_proxies),
+        "log_format": settings.log_format,
+        "metrics_allow": ",".join(str(n) for n in settings.metrics_allow),
     }.items():  # fmt: skip
         os.environ[f"MAILSTATS_{name.upper()}"] = str(value)
     if settings.secret:
         os.environ["MAILSTATS_SECRET"] = settings.secret.reveal()
+    if settings.metrics_token:
+        os.environ["MAILSTATS_METRICS_TOKEN"] = settings.metrics_token.reveal()
 
 
 @click.command()
@@ -59,6 +64,9 @@ def _env_for_workers(settings: Settings) -> None:
     help="Proxy address or network whose X-Forwarded-For counts",
 )
 @click.option("--rate-limit", type=float, help="API requests per second per token (0: off)")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), help="Log lines as text or JSON [text]"
+)
 def serve(**flags: Any) -> None:
     """Run the HTTP server: API, tracking endpoints and everything else.
 
@@ -67,7 +75,12 @@ def serve(**flags: Any) -> None:
     flags["trusted_proxies"] = flags["trusted_proxies"] or None
     settings = load_settings(**flags)
     open_db(settings).close()  # migrate once, before any worker starts
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if settings.log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JSONFormatter())
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     click.echo(
         f"mailstats on http://{settings.host}:{settings.port}  (database {settings.db})", err=True
     )
@@ -75,7 +88,7 @@ def serve(**flags: Any) -> None:
     # with its filter, cost more than a whole redirect
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "proxy_headers": False,
               "server_header": False, "access_log": False, "http": Protocol,
-              "log_config": _log_config(settings.access_log)}  # fmt: skip
+              "log_config": _log_config(settings.access_log, settings.log_format)}  # fmt: skip
     # uvicorn drains, then raises the captured signal again; a no-op handler lets a clean
     # SIGTERM shutdown end with exit status 0 instead of "killed by SIGTERM".
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -91,14 +104,21 @@ def serve(**flags: Any) -> None:
         uvicorn.run(create_app(settings), **common)
 
 
-def _log_config(access_log: bool) -> dict[str, Any]:
+def _log_config(access_log: bool, log_format: str = "text") -> dict[str, Any]:
     """uvicorn's logging configuration (applied in every worker process too), with
     mailstats' own loggers; `access_log` False keeps the access lines out."""
     config: dict[str, Any] = dict(uvicorn.config.LOGGING_CONFIG)
+    if log_format == "json":
+        json_formatter = {"()": "mailstats.logs.JSONFormatter"}
+        config["formatters"] = {"default": json_formatter, "access": json_formatter}
     config["filters"] = {"redact": {"()": "mailstats.cli.serve.RedactTokens"}}
     config["formatters"] = {
         **config["formatters"],
-        "mailstats": {"format": "%(levelname)s %(name)s: %(message)s"},
+        "mailstats": (
+            {"()": "mailstats.logs.JSONFormatter"}
+            if log_format == "json"
+            else {"format": "%(levelname)s %(name)s: %(message)s"}
+        ),
     }
     config["handlers"] = {
         **{name: {**h, "filters": ["redact"]} for name, h in config["handlers"].items()},

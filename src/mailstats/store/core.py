@@ -28,7 +28,9 @@ from mailstats.store.base import (
     TokenInfo,
 )
 from mailstats.store.capture import Backlog
+from mailstats.store.charts import Charts
 from mailstats.store.derive import BATCH, Derived
+from mailstats.store.users import Users
 
 T = TypeVar("T")
 
@@ -43,6 +45,8 @@ class Store:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.q = backend.queries
+        self.users = Users(backend)  # dashboard sign-in
+        self.charts = Charts(backend)  # the dashboard's and the chart API's figures
 
     @property
     def dialect(self) -> str:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from mailstats.errors import InvalidParameter, InvalidToken, NotFound, TooLarge
 from mailstats.settings import Settings
 from mailstats.store import Account, Scope, Store
+from mailstats.store.derive import Indexer
 from mailstats.store.writer import Writer
 from mailstats.tracking.tokens import Signer
 from mailstats.web import params
@@ -33,6 +34,7 @@ class State:
     signer: Signer
     writer: Writer
     limiter: RateLimiter
+    indexer: Indexer | None = None  # None where this app runs none (it always does in serve)
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
 
     def zone(self, name: str) -> ZoneInfo:

@@ -22,7 +22,16 @@ from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.reports import REASONS
-from mailstats.web.api import destinations, emailings, events, ingest, statistics, suppressions
+from mailstats.web import openapi_charts, ops
+from mailstats.web.api import (
+    charts,
+    destinations,
+    emailings,
+    events,
+    ingest,
+    statistics,
+    suppressions,
+)
 from mailstats.web.errors import JSON
 
 __all__ = ["build", "document"]
@@ -263,6 +272,7 @@ SCHEMAS: dict[str, Schema] = {
     },
     **{f"Reported{name.title()}": reported(KINDS[name]) for name in REPORTED},
     **{f"{name.title()}Item": item(kind) for name, kind in KINDS.items()},
+    **openapi_charts.SCHEMAS,
 }
 
 # --- parameters and responses ---------------------------------------------------------------
@@ -541,6 +551,12 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
     events.list_events: _list_events,
     events.report_event: _report_event,
     document: _document,
+    charts.get: openapi_charts.charts_builder(_operation, _ok),
+    ops.healthz: openapi_charts.probe("The process answers", {"200": "ok"}),
+    ops.readyz: openapi_charts.probe(
+        "Database reachable, spool under its threshold",
+        {"200": "ready", "503": "not ready, and the reasons"},
+    ),
 }
 
 # --- tracking: plain ASGI handlers in front of the route table ------------------------------

@@ -1,0 +1,269 @@
+"""What the dashboard and the chart API read: events in time buckets, links, clients, bounces.
+
+Time buckets come from the event_blocks counters where they can: a block whose earliest and
+latest event fall in one bucket adds its counts to that bucket whole, and only the blocks
+that span a bucket edge are read row by row, by their range of IDs (no time index is
+needed, as IDs grow with time). Bucket edges are given as UTC seconds, so a day of 23 or
+25 local hours is simply an edge list with 23 or 25 hour buckets in it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from mailstats.kinds import Kind
+from mailstats.store import events as ev
+from mailstats.store.base import Account, Backend, Row, Scope
+
+# More runs of edge-spanning blocks than this, and one read of the whole range is cheaper.
+MAX_RUNS = 64
+# Rows of edge-spanning blocks are grouped into slots of UTC time before they are put in
+# buckets: the longest of these that every bucket edge is a multiple of (an hour in zones of
+# whole-hour offsets), so no slot straddles an edge and few groups need sorting.
+_SLOTS = (3600, 1800, 900, 60, 1)
+
+
+def _slot(bounds: Sequence[int]) -> int:
+    return next(s for s in _SLOTS if all(b % s == 0 for b in bounds))
+
+
+def edges(first: date, last: date, interval: str, tz: ZoneInfo) -> list[int]:
+    """UTC seconds of each bucket start from `first`'s local midnight, and the end of `last`.
+
+    >>> len(edges(date(2026, 3, 29), date(2026, 3, 29), "hour", ZoneInfo("Europe/Amsterdam")))
+    24
+    """
+    if interval not in ("hour", "day"):
+        raise ValueError(f"unknown interval {interval!r}")
+    out: list[int] = []
+    day = first
+    while day <= last:
+        start = _midnight(day, tz)
+        stop = _midnight(day + timedelta(days=1), tz)
+        out.extend(range(start, stop, 3600) if interval == "hour" else (start,))
+        day += timedelta(days=1)
+    out.append(_midnight(last + timedelta(days=1), tz))
+    return out
+
+
+def _midnight(day: date, tz: ZoneInfo) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+
+
+@dataclass(frozen=True)
+class LinkCount:
+    id: int
+    url: str
+    total: int
+    unique: int
+
+
+@dataclass(frozen=True)
+class Recent:
+    id: int
+    ts: int
+    destination_id: int
+    email: str
+    detail: str | None
+
+
+class Charts:
+    """Read-only figures of an emailing, through one backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.q = backend.queries
+
+    def _query(self) -> ev.Query:
+        return ev.Query(self.backend.placeholder, self.backend.like)
+
+    def span(self, scope: Scope) -> tuple[int, int] | None:
+        """The earliest and latest event time of an emailing, from the counters."""
+        q = self._query()
+        q.add("emailing_id = ?", scope.emailing_id)
+        q.add("account_id = ?", scope.account_id)
+        sql = f"SELECT min(min_ts), max(max_ts) FROM event_blocks WHERE {q.where}"
+        low, high = self.backend.fetch(sql, q.args)[0]
+        return None if low is None else (int(low), int(high))
+
+    def buckets(self, scope: Scope, kind: Kind, bounds: Sequence[int]) -> list[tuple[int, int]]:
+        """(events, firsts) of `kind` in each bucket [bounds[i], bounds[i+1])."""
+        assert scope.emailing_id is not None and len(bounds) >= 2
+        out = [[0, 0] for _ in range(len(bounds) - 1)]
+        begin, end = bounds[0], bounds[-1]
+        q = self._query()
+        q.add("emailing_id = ?", scope.emailing_id)
+        q.add("account_id = ?", scope.account_id)
+        q.add("kind = ?", kind.code)
+        q.add("max_ts >= ?", begin)
+        q.add("min_ts < ?", end)
+        sql = f"SELECT block, n, firsts, min_ts, max_ts FROM event_blocks WHERE {q.where}"
+        runs: list[list[int]] = []
+        for block, n, firsts, low, high in sorted(self.backend.fetch(sql, q.args)):
+            at = bisect.bisect_right(bounds, low) - 1
+            if low >= begin and high < end and at == bisect.bisect_right(bounds, high) - 1:
+                out[at][0] += int(n)
+                out[at][1] += int(firsts)
+            elif runs and runs[-1][1] == block - 1:
+                runs[-1][1] = block
+            else:
+                runs.append([block, block])
+        if len(runs) > MAX_RUNS:  # times far out of ID order: read every row once instead
+            out = [[0, 0] for _ in range(len(bounds) - 1)]
+            runs = [[0, 2**62 >> self.backend.block_bits()]]
+        bits = self.backend.block_bits()
+        size = _slot(bounds)
+        for first, last in runs:
+            low, high = first << bits, (last + 1) << bits
+            for slot, n, firsts in self._slots(scope, kind, begin, end, low, high, size):
+                at = bisect.bisect_right(bounds, slot * size) - 1
+                out[at][0] += int(n)
+                out[at][1] += int(firsts or 0)
+        return [(n, f) for n, f in out]
+
+    def _slots(
+        self, scope: Scope, kind: Kind, begin: int, end: int, low: int, high: int, size: int
+    ) -> list[Row]:
+        """(slot, events, firsts) of a range of IDs within [begin, end), slots of `size` s."""
+        u = self.backend.unindexed
+        q = self._query()
+        q.add("e.emailing_id = ?", scope.emailing_id)
+        q.add("e.kind = ?", kind.code)
+        q.add("e.id >= ?", low)
+        q.add("e.id < ?", high)
+        q.add(f"{u}e.account_id = ?", scope.account_id)
+        q.add(f"{u}e.ts >= ?", begin)
+        q.add(f"{u}e.ts < ?", end)
+        sql = (
+            f"SELECT e.ts / {int(size)}, count(*), sum(e.first) FROM events e"
+            f" WHERE {q.where} GROUP BY e.ts / {int(size)}"
+        )
+        return self.backend.fetch(sql, q.args)
+
+    def _emailing_events(
+        self, scope: Scope, kind: Kind, begin: int | None, end: int | None
+    ) -> ev.Query:
+        q = self._query()
+        q.add("e.emailing_id = ?", scope.emailing_id)
+        q.add("e.kind = ?", kind.code)
+        q.add(f"{self.backend.unindexed}e.account_id = ?", scope.account_id)
+        if begin is not None:
+            q.add(f"{self.backend.unindexed}e.ts >= ?", begin)
+        if end is not None:
+            q.add(f"{self.backend.unindexed}e.ts < ?", end)
+        return q
+
+    def recipients(self, scope: Scope, kind: Kind, begin: int | None, end: int | None) -> int:
+        """How many recipients have an event of `kind` in [begin, end] (clicks' unique
+        counts are per recipient *and link*; this is per recipient)."""
+        q = self._emailing_events(scope, kind, begin, None if end is None else end + 1)
+        q.add("e.first = 1")
+        sql = f"SELECT count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
+        return int(self.backend.fetch(sql, q.args)[0][0])
+
+    def links(
+        self, scope: Scope, clicks: Kind, begin: int | None = None, end: int | None = None
+    ) -> list[LinkCount]:
+        """Every link of the emailing with its clicks and unique clicks, most clicked first."""
+        q = self._emailing_events(scope, clicks, begin, end)
+        sql = (
+            f"SELECT e.link_id, count(*), sum(e.first) FROM events e WHERE {q.where}"
+            " GROUP BY e.link_id"
+        )
+        counts = {int(i): (int(n), int(f or 0)) for i, n, f in self.backend.fetch(sql, q.args)}
+        rows = self.backend.fetch(self.q["emailing_links"], {"emailing_id": scope.emailing_id})
+        found = [LinkCount(r[0], r[3], *counts.get(int(r[0]), (0, 0))) for r in rows]
+        return sorted(found, key=lambda link: (-link.total, link.id))
+
+    def clients(
+        self, scope: Scope, opens: Kind, begin: int | None = None, end: int | None = None
+    ) -> list[tuple[str, str, int, int]]:
+        """(device, user agent, opens, unique opens) of the emailing, most frequent first."""
+        q = self._emailing_events(scope, opens, begin, end)
+        sql = (
+            "SELECT coalesce(e.device, ''), coalesce(e.useragent, ''), count(*), sum(e.first)"
+            f" FROM events e WHERE {q.where} GROUP BY e.device, e.useragent"
+            " ORDER BY count(*) DESC LIMIT 2000"
+        )
+        return [(d, u, int(n), int(f or 0)) for d, u, n, f in self.backend.fetch(sql, q.args)]
+
+    def bounces(
+        self, scope: Scope, errors: Kind, begin: int | None = None, end: int | None = None
+    ) -> list[tuple[str, str, int, int]]:
+        """(error type, code, bounces, destinations) of the emailing, most frequent first."""
+        q = self._emailing_events(scope, errors, begin, end)
+        sql = (
+            "SELECT coalesce(e.errortype, ''), coalesce(e.errorcode, ''), count(*),"
+            f" count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
+            " GROUP BY e.errortype, e.errorcode ORDER BY count(*) DESC, 1, 2"
+        )
+        return [(t, c, int(n), int(d)) for t, c, n, d in self.backend.fetch(sql, q.args)]
+
+    def recent(
+        self,
+        scope: Scope,
+        kind: Kind,
+        detail: str | None,
+        begin: int | None = None,
+        end: int | None = None,
+        limit: int = 20,
+    ) -> list[Recent]:
+        """The latest events of a kind in [begin, end) with their recipients' addresses."""
+        q = self._emailing_events(scope, kind, begin, end)
+        column = f"e.{detail}" if detail in {c.name for c in kind.columns} else "NULL"
+        sql = (
+            f"SELECT e.id, e.ts, e.destination_id, d.email, {column} FROM events e"
+            f" JOIN destinations d ON d.id = e.destination_id WHERE {q.where}"
+            f" ORDER BY e.id DESC LIMIT {int(limit)}"
+        )
+        return [
+            Recent(int(i), int(t), int(d), m, x)
+            for i, t, d, m, x in self.backend.fetch(sql, q.args)
+        ]
+
+    def timeline(self, scope: Scope, limit: int = 1000) -> list[Row]:
+        """(ID, kind code, time, link URL, ip, user agent, device, attempts, status, code,
+        description, error type) of one destination's events, oldest first."""
+        q = self._query()
+        q.add("e.destination_id = ?", scope.destination_id)
+        q.add(f"{self.backend.unindexed}e.account_id = ?", scope.account_id)
+        sql = (
+            "SELECT e.id, e.kind, e.ts, l.url, e.ip, e.useragent, e.device, e.attempts,"
+            " e.status, e.errorcode, e.description, e.errortype FROM events e"
+            " LEFT JOIN links l ON l.id = e.link_id AND e.link_id <> 0"
+            f" WHERE {q.where} ORDER BY e.ts, e.id LIMIT {int(limit)}"
+        )
+        return self.backend.fetch(sql, q.args)
+
+    def emailings(
+        self, account_id: int, *, sort: str, descending: bool, start: int, limit: int
+    ) -> tuple[list[Row], int]:
+        """(id, created_at, subject, destinations) of a page of the account's emailings."""
+        column = {"created": "created_at", "subject": "subject", "recipients": "destinations"}
+        order = f"{column[sort]} {'DESC' if descending else 'ASC'}, id DESC"
+        q = self._query()
+        q.add("account_id = ?", account_id)
+        mark = self.backend.placeholder
+        sql = (
+            f"SELECT id, created_at, subject, destinations FROM emailings WHERE {q.where}"
+            f" ORDER BY {order} LIMIT {mark} OFFSET {mark}"
+        )
+        rows = self.backend.fetch(sql, [*q.args, limit, start])
+        total = self.backend.fetch(f"SELECT count(*) FROM emailings WHERE {q.where}", q.args)
+        return rows, int(total[0][0])
+
+    def account_of_emailing(self, emailing_id: int) -> Account | None:
+        rows = self.backend.fetch(self.q["account_of_emailing"], {"id": emailing_id})
+        return Account(*rows[0]) if rows else None
+
+    def destination_by_key(self, key: str) -> tuple[int, Account] | None:
+        """A destination named by its message key, in whichever account holds it."""
+        rows = self.backend.fetch(self.q["destination_by_key_any_account"], {"key": key})
+        if not rows:
+            return None
+        dest, account_id, name, timezone = rows[0]
+        return int(dest), Account(account_id, name, timezone)

@@ -1,0 +1,203 @@
+"""The dashboard's pages: the account's emailings, one emailing, one recipient, and exports.
+
+Each page gathers its figures from the store in one thread hop and renders a template; the
+charts' data is embedded as JSON (the same objects the chart API answers), and every figure
+is also in a table, so the pages work without JavaScript.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from mailstats.errors import InvalidParameter, NotFound
+from mailstats.kinds import ABUSES, CLICKS, ERRORS, KINDS, UNSUBSCRIBES
+from mailstats.serialize import csv_chunks
+from mailstats.store import Account, Filter, Scope, Store
+from mailstats.store.charts import edges
+from mailstats.web import charts, context
+from mailstats.web.dashboard import auth, clickmap
+from mailstats.web.dashboard.render import page
+
+PAGE_SIZE = 20
+SORTS = ("created", "subject", "recipients")
+_CODES = {kind.code: kind.name for kind in KINDS.values()}
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise InvalidParameter(f"Invalid value for parameter '{name}': a whole number")
+    return int(raw)
+
+
+def _figures(store: Store, scope: Scope, begin: int | None, end: int | None) -> dict[str, Any]:
+    """Recipients with an event of each kind (deliveries: their total), and totals."""
+    stats = store.statistics(scope, begin, end)["counts"]
+    out: dict[str, Any] = {name: pair[1] for name, pair in stats.items()}
+    out["deliveries"] = stats["deliveries"][0]
+    out["clicks"] = store.charts.recipients(scope, CLICKS, begin, end)
+    out["totals"] = {name: pair[0] for name, pair in stats.items()}
+    return out
+
+
+def _sparkline(store: Store, scope: Scope, created: int, tz: ZoneInfo) -> str:
+    """SVG points of opens plus clicks per day over the emailing's first seven days."""
+    first = datetime.fromtimestamp(created, tz).date()
+    bounds = edges(first, first + timedelta(days=6), "day", tz)
+    days = [0] * 7
+    for name in ("impressions", "clicks"):
+        for i, (n, _) in enumerate(store.charts.buckets(scope, KINDS[name], bounds)):
+            days[i] += n
+    top = max(days) or 1
+    return " ".join(f"{i * 10},{20 - 18 * n / top:.1f}" for i, n in enumerate(days))
+
+
+async def overview(request: Request) -> Response:
+    account = await auth.account(request)
+    st = context.state(request)
+    tz = st.zone(account.timezone)
+    sort = request.query_params.get("sort", "created")
+    if sort not in SORTS:
+        raise InvalidParameter("Invalid value for parameter 'sort': created, subject or recipients")
+    descending = request.query_params.get("order", "desc") != "asc"
+    number = max(1, _int(request, "page", 1))
+
+    def load() -> tuple[list[dict[str, Any]], int]:
+        rows, total = st.store.charts.emailings(
+            account.id,
+            sort=sort,
+            descending=descending,
+            start=(number - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+        items = []
+        for emailing_id, created, subject, recipients in rows:
+            scope = Scope(account.id, emailing_id=emailing_id)
+            items.append(
+                {
+                    "id": emailing_id,
+                    "created": created,
+                    "subject": subject,
+                    "recipients": recipients,
+                    "figures": _figures(st.store, scope, None, None),
+                    "spark": _sparkline(st.store, scope, created, tz),
+                }
+            )
+        return items, total
+
+    items, total = await context.run(load)
+    pages = max(1, -(-total // PAGE_SIZE))
+    return page(
+        request,
+        "overview.html",
+        account=account,
+        tz=tz,
+        items=items,
+        total=total,
+        number=number,
+        pages=pages,
+        sort=sort,
+        order="desc" if descending else "asc",
+    )
+
+
+def _emailing_page(
+    store: Store, account: Account, emailing_id: int, tz: ZoneInfo, query: dict[str, list[str]],
+    recipients_page: int,
+) -> dict[str, Any]:  # fmt: skip
+    scope = Scope(account.id, emailing_id=emailing_id)
+    emailing = store.emailing(account.id, emailing_id)
+    rng = charts.resolve_range(store, scope, emailing, tz, query)
+    links = charts.links(store, scope, rng)
+    per_link = {int(item["ID"]): int(item["total"]) for item in links["data"]}
+    dests = store.destinations(
+        account.id, emailing_id, start=recipients_page * PAGE_SIZE, limit=PAGE_SIZE, total=False
+    )
+    return {
+        "emailing": emailing,
+        "range": rng,
+        "figures": _figures(store, scope, rng.begin, rng.end - 1),
+        "timeline": charts.timeline(store, scope, rng, tz),
+        "links": links,
+        "clickmap": clickmap.render(emailing.html, store.links(emailing_id), per_link),
+        "clients": charts.clients(store, scope, rng),
+        "bounces": charts.bounces(store, scope, rng),
+        "recent": {
+            "errors": store.charts.recent(scope, ERRORS, "errorcode", rng.begin, rng.end),
+            "abuses": store.charts.recent(scope, ABUSES, None, rng.begin, rng.end),
+            "unsubscribes": store.charts.recent(scope, UNSUBSCRIBES, None, rng.begin, rng.end),
+        },
+        "destinations": dests.rows,
+        "recipients_page": recipients_page,
+        "presets": ["all", *charts.PRESETS],
+    }
+
+
+async def emailing(request: Request) -> Response:
+    account = await auth.account(request)
+    st = context.state(request)
+    tz = st.zone(account.timezone)
+    emailing_id = context.path_id(request)
+    query = {k: request.query_params.getlist(k) for k in request.query_params}
+    query = {k: v for k, v in query.items() if v and v[-1] != ""}
+    rpage = _int(request, "rpage", 0)
+    data = await context.run(_emailing_page, st.store, account, emailing_id, tz, query, rpage)
+    return page(request, "emailing.html", account=account, tz=tz, **data)
+
+
+async def destination(request: Request) -> Response:
+    account = await auth.account(request)
+    st = context.state(request)
+    tz = st.zone(account.timezone)
+    destination_id = context.path_id(request)
+
+    def load() -> dict[str, Any]:
+        dest = st.store.destination(account.id, destination_id)
+        emailing = st.store.emailing(account.id, dest.emailing_id)
+        rows = st.store.charts.timeline(Scope(account.id, destination_id=destination_id))
+        events = [
+            {
+                "id": r[0], "kind": _CODES.get(int(r[1]), "?"), "ts": r[2], "url": r[3],
+                "ip": r[4], "useragent": r[5], "device": r[6], "attempts": r[7],
+                "status": r[8], "errorcode": r[9], "description": r[10], "errortype": r[11],
+            }
+            for r in rows
+        ]  # fmt: skip
+        return {"destination": dest, "emailing": emailing, "events": events}
+
+    data = await context.run(load)
+    return page(request, "destination.html", account=account, tz=tz, **data)
+
+
+async def export(request: Request) -> Response:
+    """One kind of the emailing's events over the page's range, as the streaming CSV export."""
+    account = await auth.account(request)
+    st = context.state(request)
+    tz = st.zone(account.timezone)
+    emailing_id = context.path_id(request)
+    kind = KINDS.get(request.path_params["kind"])
+    if kind is None:
+        raise NotFound()
+    query = {k: request.query_params.getlist(k) for k in request.query_params}
+    query = {k: v for k, v in query.items() if v and v[-1] != ""}
+    scope = Scope(account.id, emailing_id=emailing_id)
+
+    def prepare() -> charts.Range:
+        found = st.store.emailing(account.id, emailing_id)
+        return charts.resolve_range(st.store, scope, found, tz, query)
+
+    rng = await context.run(prepare)
+    rows = st.store.stream_events(kind, scope, Filter(rng.begin, rng.end - 1))
+    name = f"emailing-{emailing_id}-{kind.name}-{rng.first}-{rng.last}.csv"
+    return StreamingResponse(
+        csv_chunks(kind, rows, tz),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
