@@ -86,7 +86,7 @@ def seed(db_url: str) -> dict[str, Any]:
             for k in range(n % 4):
                 add("clicks", dest, start + 900 + n * 3100 + k * 50000, ("192.0.2.1", FIREFOX),
                     link_ids[(n + k) % 3])  # fmt: skip
-        add("errors", dests[7], start + 50, ("5.1.1", "550", "no such user", "hard"))
+        add("errors", dests[7], start + 50, ("5.1.1", "550", "no such user", "hard", "userunknown"))
         add("abuses", dests[6], start + 90000, ('{"type": "abuse"}',))
         add("unsubscribes", dests[5], start + 100000, ("192.0.2.1", FIREFOX))
         store.insert_events(events)

@@ -125,7 +125,7 @@ def test_links_clients_and_bounces(app: App, http: TestClient, token: str, m: Ma
     insert_clicks(app, b, m.links[1], [ts])
     insert_events(app, "impressions", a, [ts, ts + 1], ("192.0.2.1", IPHONE, "mobile"))
     insert_events(app, "impressions", b, [ts], ("192.0.2.2", FIREFOX, "desktop"))
-    insert_events(app, "errors", a, [ts], ("5.1.1", "550", "no such user", "hard"))
+    insert_events(app, "errors", a, [ts], ("5.1.1", "550", "no such user", "hard", "userunknown"))
     insert_events(app, "errors", b, [ts, ts + 60], ("4.2.2", "452", "full", "soft"))
     links = get(http, token, f"emailing/{m.id}/charts/links")
     assert links["total"] == 5 and links["unique"] == 3

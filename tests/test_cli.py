@@ -380,7 +380,7 @@ def test_ingest_mail_from_standard_input_as_a_pipe_delivers_it(
     result = CliRunner().invoke(cli, ["ingest-mail", "--account", "acme", "--db", db_url],
                                 input=raw, catch_exceptions=False)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "<stdin>: 1 event(s) (userunknown)" in result.stdout
+    assert "<stdin>: 1 event(s) for account acme (userunknown)" in result.stdout
     auto = CliRunner().invoke(cli, ["ingest-mail", "--account", "acme", "--db", db_url, "-"],
                               input=report_with_key("autoreply/rfc3834.eml", destination[1]))  # fmt: skip
     assert auto.exit_code == 0 and "not a bounce: an auto-reply" in auto.stdout

@@ -136,7 +136,7 @@ def test_the_emailing_page_shows_its_figures(
     ts = utc(2026, 10, 25, 9)
     insert_clicks(app, a, m.links[0], [ts, ts + 60])
     insert_clicks(app, b, m.links[1], [ts + 7200])
-    insert_events(app, "errors", b, [ts], ("5.1.1", "550", "no such user", "hard"))
+    insert_events(app, "errors", b, [ts], ("5.1.1", "550", "no such user", "hard", "userunknown"))
     insert_events(app, "unsubscribes", a, [ts + 30], ("192.0.2.1", "ua"))
     sign_in(http, token=token)
     page = http.get(f"/dashboard/emailing/{m.id}")

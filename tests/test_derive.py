@@ -32,6 +32,7 @@ from tests import server
 from tests.conftest import TEST_BLOCK_BITS
 from tests.helpers import Mailing, click_paths, setup_mailing, utc
 from tests.test_blocks import COUNTERS, counters_match
+from tests.test_durability import _stored_agents, _tracked_links
 
 T0 = utc(2026, 11, 1)
 ROWS = """
@@ -205,19 +206,6 @@ def test_the_backlog_command_reports_and_derives(store: Store, db_url: str) -> N
     assert page.total == 5
 
 
-def _click_links(base: str, token: str, count: int) -> list[str]:
-    html = '<html><body><a href="https://shop.example/a">a</a></body></html>'
-    emailing = {"subject": "s", "from_address": {"email": "n@shop.example"}, "html": html}
-    with httpx.Client(base_url=base, params={"access_token": token}, timeout=10) as api:
-        r = api.post("/v2/ms/emailings", json=emailing)
-        recipients = [{"email": f"r{i}@x.test"} for i in range(count)]
-        r = api.post(f"/v2/ms/emailing/{r.headers['x-created']}/destinations", json=recipients)
-        return [
-            api.get(f"/v2/ms/destination/{dest}/body/html").text.split('href="')[1].split('"')[0]
-            for dest in r.headers["x-created"].split(", ")
-        ]
-
-
 def _click_all(links: list[str], tag: str) -> set[str]:
     agents = set()
     with httpx.Client(timeout=10) as http:
@@ -228,22 +216,13 @@ def _click_all(links: list[str], tag: str) -> set[str]:
     return agents
 
 
-def _stored_agents(db: str) -> list[str]:
-    store = open_store(db)
-    try:
-        scope = Scope(store.account("acme").id)
-        return [row[5] for row in store.stream_events(CLICKS, scope, Filter())]
-    finally:
-        store.close()
-
-
 def test_two_processes_share_one_database_and_one_indexer(db_url: str, tmp_path: Path) -> None:
     token = server.make_token(db_url)
     first = server.start(db_url, env={"MAILSTATS_SPOOL": str(tmp_path / "spool1")})
     time.sleep(0.5)  # the first server takes the indexer role
     second = server.start(db_url, env={"MAILSTATS_SPOOL": str(tmp_path / "spool2")})
     try:
-        links = _click_links(first.url, token, 10)
+        links = _tracked_links(first.url, token, 10)
         on_second = [link.replace(first.url, second.url) for link in links]
         clicked = _click_all(links, "one") | _click_all(on_second, "two")
         assert _mailstats("backlog", "--db", db_url, "--wait", "20").returncode == 0

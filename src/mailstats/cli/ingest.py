@@ -49,8 +49,9 @@ def ingest_mail(
 
     Example: mailstats ingest-mail bounces/*.eml ~/Maildir/.Bounces
 
-    Exit status: 0, or 1 when a message could not be read (0 with --pipe), or 75 when the
-    database failed (an MTA keeps the message and tries again).
+    Exit status: 0, or 1 when a message could not be read or names no known destination
+    (0 with --pipe), or 75 when the database failed (an MTA keeps the message and tries
+    again).
     """
     try:
         sources = [mailboxes.source(p) for p in paths or ("-",)]
@@ -79,7 +80,7 @@ def ingest_mail(
         f"({tally['stored']} event(s) stored), {tally['not a bounce']} not a bounce, "
         f"{tally['unmatched']} unmatched, {tally['unreadable']} unreadable"
     )
-    if tally["unreadable"] and not pipe:
+    if (tally["unreadable"] or tally["unmatched"]) and not pipe:
         raise SystemExit(1)
 
 
@@ -136,5 +137,6 @@ def _one(
     tally["stored"] += taken.stored
     if verbose:
         why = f" ({', '.join(dict.fromkeys(taken.reasons))})" if taken.reasons else ""
-        click.echo(f"{label}: {taken.stored} event(s){why}")
+        assert owner is not None
+        click.echo(f"{label}: {taken.stored} event(s) for account {owner.name}{why}")
     sys.stdout.flush()
