@@ -91,3 +91,13 @@ def running(db: str, **kwargs: object) -> Iterator[Server]:
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait(10)
+
+
+def wait_derived(db: str, seconds: float = 20) -> None:
+    """Wait until the server's indexer has derived everything captured (`mailstats backlog
+    --wait`): a click shows in the API once derived, a moment after its redirect."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mailstats", "backlog", "--db", db, "--wait", str(seconds)],
+        capture_output=True, text=True, env={**os.environ, "MAILSTATS_DB": ""}, timeout=seconds + 30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr

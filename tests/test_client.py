@@ -337,6 +337,7 @@ def test_against_a_real_server(tmp_path: Any) -> None:
         assert r.status_code == 302
         assert r.headers["location"] == "https://shop.example/p/c%207"
 
+        server.wait_derived(db)
         page = api.get("ms/clicks")
         assert (page["count"], page["total"]) == (1, 1)
         click = page["data"][0]

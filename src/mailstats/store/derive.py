@@ -13,13 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import orjson
-
-from mailstats.kinds import CLICKS
-from mailstats.store.base import Backend, Event, Params, Row
+from mailstats.store.base import Backend
 
 log = logging.getLogger("mailstats.derive")
 
@@ -40,40 +36,6 @@ class Derived:
     stored: int = 0  # events new to `events`
     dropped: int = 0  # tracking hits naming no destination or a link of another emailing
     captured: list[float] = field(default_factory=list)  # capture time of each batch
-
-
-def resolve(fetch: Callable[[str, Params], list[Row]], queries: dict[str, str],
-            events: Sequence[Event]) -> tuple[list[Event], int]:  # fmt: skip
-    """Events with their account and emailing filled in from their destination.
-
-    Tracking hits are captured with account 0: the signed token names the destination and
-    the link, nothing more. A hit whose destination is unknown, or whose link belongs to
-    another emailing, is dropped (only a token signed for another database can do that).
-    Returns the events to store and how many were dropped.
-    """
-    pending = {e.destination_id for e in events if e.account_id == 0}
-    if not pending:
-        return list(events), 0
-    ids = orjson.dumps(sorted(pending)).decode()
-    owners = {int(d): (int(a), int(m)) for d, a, m in fetch(queries["derive_destinations"],
-                                                            {"ids": ids})}  # fmt: skip
-    links = {e.link_id for e in events if e.account_id == 0 and e.kind is CLICKS}
-    link_emailing: dict[int, int] = {}
-    if links:
-        rows = fetch(queries["derive_links"], {"ids": orjson.dumps(sorted(links)).decode()})
-        link_emailing = {int(k): int(m) for k, m in rows}
-    out: list[Event] = []
-    for event in events:
-        if event.account_id == 0:
-            owner = owners.get(event.destination_id)
-            if owner is None:
-                continue
-            if event.kind is CLICKS and link_emailing.get(event.link_id) != owner[1]:
-                continue
-            event = Event(event.kind, event.key, event.ts, owner[0], owner[1],
-                          event.destination_id, event.link_id, event.values)  # fmt: skip
-        out.append(event)
-    return out, len(events) - len(out)
 
 
 class Indexer:
