@@ -36,6 +36,7 @@ class Sink:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._sessions: list[SMTP] = []
 
     def __enter__(self) -> Sink:
         self._thread.start()
@@ -47,7 +48,9 @@ class Sink:
         loop = asyncio.get_running_loop()
 
         def session() -> SMTP:
-            return SMTP(self, enable_SMTPUTF8=True, hostname="sink.test", loop=loop)
+            made = SMTP(self, enable_SMTPUTF8=True, hostname="sink.test", loop=loop)
+            self._sessions.append(made)
+            return made
 
         return await loop.create_server(session, "127.0.0.1", self.port)
 
@@ -62,6 +65,18 @@ class Sink:
                 await server.wait_closed()
 
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+
+    def drop(self) -> None:
+        """Close every open connection, as a next hop does with idle ones; keep listening."""
+
+        async def close() -> None:
+            sessions, self._sessions = self._sessions, []
+            for made in sessions:
+                if made.transport is not None:
+                    made.transport.close()
+            await asyncio.sleep(0.05)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
 
     def start(self) -> None:
         self._server = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()

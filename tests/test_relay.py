@@ -268,6 +268,17 @@ def test_next_hop_down_4xx_and_5xx(
     assert len(sink.received) == 1
 
 
+def test_a_kept_connection_the_next_hop_closed_is_replaced(
+    relay: Relay, sink: Sink, token: str
+) -> None:
+    send(relay, message(message_id="<k1@shop.example>"), password=token)
+    sink.drop()  # the relay's kept connection is now closed at the other end
+    assert send(relay, message(message_id="<k2@shop.example>"), password=token) == {}
+    # each message reached the next hop exactly once
+    ids = [parsed(r.data)["Message-ID"] for r in sink.received]
+    assert ids == ["<k1@shop.example>", "<k2@shop.example>"]
+
+
 def test_some_copies_refused(relay: Relay, sink: Sink, http: TestClient, token: str) -> None:
     sink.rcpt_replies["bob@example.org"] = "550 5.1.1 No such user"
     with pytest.raises(smtplib.SMTPDataError) as refused:

@@ -43,9 +43,10 @@ _UNREACHABLE = "4.4.1 Next hop not reachable, try again later"
 class NextHop:
     """The MTA at host:port; `send` never raises, it answers a Reply per copy.
 
-    Connections are kept open between messages (at most `keep`, each for `idle` seconds):
-    a kept one is checked with NOOP before use, so a copy is never sent on a connection
-    the next hop has already dropped.
+    Connections are kept open between messages (at most `keep`, each for `idle` seconds).
+    One used within the last `fresh` seconds is used as it is; should the next hop have
+    dropped it meanwhile, that shows at the first MAIL, before anything could be accepted,
+    and the copies go on a new connection. An older one is checked with NOOP first.
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class NextHop:
         timeout: float = 120.0,
         keep: int = 16,
         idle: float = 30.0,
+        fresh: float = 2.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -64,6 +66,7 @@ class NextHop:
         self.timeout = timeout
         self.keep = keep
         self.idle = idle
+        self.fresh = fresh
         self._kept: list[tuple[float, smtplib.SMTP]] = []
         self._lock = threading.Lock()
 
@@ -72,12 +75,18 @@ class NextHop:
     ) -> list[Reply]:
         replies: list[Reply] = []
         try:
-            smtp = self._connection()
+            smtp, unchecked = self._connection()
         except (OSError, smtplib.SMTPException) as exc:
             return [Reply(451, f"{_UNREACHABLE} ({_why(exc)})")] * len(copies)
         try:
             for copy in copies:
-                replies.append(self._one(smtp, copy, mail_options, rcpt_options))
+                try:
+                    replies.append(self._one(smtp, copy, mail_options, rcpt_options, unchecked))
+                except _Stale:  # dropped while kept: nothing was sent on it, so start anew
+                    _close(smtp)
+                    smtp = self._connect()
+                    replies.append(self._one(smtp, copy, mail_options, rcpt_options, False))
+                unchecked = False
         except (OSError, smtplib.SMTPException) as exc:
             # The connection broke: nothing more was accepted.
             lost = Reply(451, f"{_UNREACHABLE} ({_why(exc)})")
@@ -93,20 +102,26 @@ class NextHop:
         for _, smtp in kept:
             _close(smtp)
 
-    def _connection(self) -> smtplib.SMTP:
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """A connection, and whether it is a kept one used as it is (not checked)."""
         now = time.monotonic()
         while True:
             with self._lock:
                 if not self._kept:
                     break
                 since, smtp = self._kept.pop()
+            if now - since < self.fresh:
+                return smtp, True
             if now - since < self.idle:
                 try:
                     if smtp.noop()[0] == 250:
-                        return smtp
+                        return smtp, False
                 except (OSError, smtplib.SMTPException):
                     pass
             _close(smtp)
+        return self._connect(), False
+
+    def _connect(self) -> smtplib.SMTP:
         smtp = smtplib.SMTP(self.host, self.port, local_hostname=self.helo, timeout=self.timeout)
         smtp.ehlo_or_helo_if_needed()
         return smtp
@@ -124,11 +139,19 @@ class NextHop:
         copy: Copy,
         mail_options: Sequence[str],
         rcpt_options: Sequence[str],
+        unchecked: bool = False,
     ) -> Reply:
         options = _supported(smtp, copy, mail_options)
         if isinstance(options, Reply):
             return options
-        code, text = smtp.mail(copy.sender, options)
+        try:
+            code, text = smtp.mail(copy.sender, options)
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            if unchecked:
+                raise _Stale from exc
+            raise
+        if unchecked and code == 421:  # the next hop is closing this idle connection
+            raise _Stale
         if code != 250:
             return _reset(smtp, code, text)
         for rcpt in copy.recipients:
@@ -142,6 +165,10 @@ class NextHop:
         if code != 250:
             return _reset(smtp, code, text)
         return Reply(code, text.decode("utf-8", "replace"))
+
+
+class _Stale(Exception):
+    """A kept connection turned out closed at its first command."""
 
 
 def _close(smtp: smtplib.SMTP) -> None:
