@@ -19,6 +19,8 @@ from mailstats.kinds import Kind
 from mailstats.store import events as ev
 from mailstats.store.base import Account, Backend, Row, Scope
 
+# Seconds of one slot_counts slot (migration 0012_facets).
+SLOT = 900
 # More runs of edge-spanning blocks than this, and one read of the whole range is cheaper.
 MAX_RUNS = 64
 # Rows of edge-spanning blocks are grouped into slots of UTC time before they are put in
@@ -93,6 +95,9 @@ class Charts:
     def buckets(self, scope: Scope, kind: Kind, bounds: Sequence[int]) -> list[tuple[int, int]]:
         """(events, firsts) of `kind` in each bucket [bounds[i], bounds[i+1])."""
         assert scope.emailing_id is not None and len(bounds) >= 2
+        size = _slot(bounds)
+        if size % SLOT == 0:  # whole quarter hours: the slot counters add up
+            return self._slot_buckets(scope, kind, bounds, size)
         out = [[0, 0] for _ in range(len(bounds) - 1)]
         begin, end = bounds[0], bounds[-1]
         q = self._query()
@@ -123,6 +128,29 @@ class Charts:
                 at = bisect.bisect_right(bounds, slot * size) - 1
                 out[at][0] += int(n)
                 out[at][1] += int(firsts or 0)
+        return [(n, f) for n, f in out]
+
+    def _slot_buckets(
+        self, scope: Scope, kind: Kind, bounds: Sequence[int], size: int
+    ) -> list[tuple[int, int]]:
+        """Buckets from slot_counts, grouped in the database into the longest slots of
+        `size` seconds that every edge is a multiple of."""
+        out = [[0, 0] for _ in range(len(bounds) - 1)]
+        per = size // SLOT
+        q = self._query()
+        q.add("account_id = ?", scope.account_id)
+        q.add("emailing_id = ?", scope.emailing_id)
+        q.add("kind = ?", kind.code)
+        q.add("slot >= ?", bounds[0] // SLOT)
+        q.add("slot < ?", bounds[-1] // SLOT)
+        sql = (
+            f"SELECT slot / {per}, sum(n), sum(firsts) FROM slot_counts WHERE {q.where}"
+            f" GROUP BY slot / {per}"
+        )
+        for slot, n, firsts in self.backend.fetch(sql, q.args):
+            at = bisect.bisect_right(bounds, int(slot) * size) - 1
+            out[at][0] += int(n)
+            out[at][1] += int(firsts)
         return [(n, f) for n, f in out]
 
     def _slots(
@@ -160,6 +188,13 @@ class Charts:
     def recipients(self, scope: Scope, kind: Kind, begin: int | None, end: int | None) -> int:
         """How many recipients have an event of `kind` in [begin, end] (clicks' unique
         counts are per recipient *and link*; this is per recipient)."""
+        if begin is None and end is None and kind.per_link:
+            q = self._query()
+            q.add("account_id = ?", scope.account_id)
+            q.add("emailing_id = ?", scope.emailing_id)
+            q.add("kind = ?", kind.code)
+            rows = self.backend.fetch(f"SELECT n FROM reach_counts WHERE {q.where}", q.args)
+            return int(rows[0][0]) if rows else 0
         q = self._emailing_events(scope, kind, begin, None if end is None else end + 1)
         q.add("e.first = 1")
         sql = f"SELECT count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
@@ -168,12 +203,19 @@ class Charts:
     def links(
         self, scope: Scope, clicks: Kind, begin: int | None = None, end: int | None = None
     ) -> list[LinkCount]:
-        """Every link of the emailing with its clicks and unique clicks, most clicked first."""
-        q = self._emailing_events(scope, clicks, begin, end)
-        sql = (
-            f"SELECT e.link_id, count(*), sum(e.first) FROM events e WHERE {q.where}"
-            " GROUP BY e.link_id"
-        )
+        """Every link of the emailing with its clicks and unique clicks, most clicked first
+        (over all time: from link_counts)."""
+        if begin is None and end is None:
+            q = self._query()
+            q.add("account_id = ?", scope.account_id)
+            q.add("emailing_id = ?", scope.emailing_id)
+            sql = f"SELECT link_id, n, firsts FROM link_counts WHERE {q.where}"
+        else:
+            q = self._emailing_events(scope, clicks, begin, end)
+            sql = (
+                f"SELECT e.link_id, count(*), sum(e.first) FROM events e WHERE {q.where}"
+                " GROUP BY e.link_id"
+            )
         counts = {int(i): (int(n), int(f or 0)) for i, n, f in self.backend.fetch(sql, q.args)}
         rows = self.backend.fetch(self.q["emailing_links"], {"emailing_id": scope.emailing_id})
         found = [LinkCount(r[0], r[3], *counts.get(int(r[0]), (0, 0))) for r in rows]
@@ -182,7 +224,18 @@ class Charts:
     def clients(
         self, scope: Scope, opens: Kind, begin: int | None = None, end: int | None = None
     ) -> list[tuple[str, str, int, int]]:
-        """(device, user agent, opens, unique opens) of the emailing, most frequent first."""
+        """(device, user agent, opens, unique opens) of the emailing, most frequent first
+        (over all time: from client_counts)."""
+        if begin is None and end is None:
+            q = self._query()
+            q.add("account_id = ?", scope.account_id)
+            q.add("emailing_id = ?", scope.emailing_id)
+            q.add("n > 0")
+            sql = (
+                f"SELECT device, useragent, n, firsts FROM client_counts WHERE {q.where}"
+                " ORDER BY n DESC LIMIT 2000"
+            )
+            return [(d, u, int(n), int(f)) for d, u, n, f in self.backend.fetch(sql, q.args)]
         q = self._emailing_events(scope, opens, begin, end)
         sql = (
             "SELECT coalesce(e.device, ''), coalesce(e.useragent, ''), count(*), sum(e.first)"

@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
-from mailstats.kinds import CLICKS, DELIVERIES, KINDS
+from mailstats.kinds import CLICKS, DELIVERIES, IMPRESSIONS, KINDS
 from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import PostgresCapture
@@ -343,13 +343,26 @@ taken AS (
 )"""
 
 # An event that lost its `first` flag to an earlier one, and its block's count of flags.
-_UNSEAT = """
+_UNSEAT = f"""
 WITH unseated AS (
     UPDATE events SET first = 0 WHERE id = %s AND ts = %s AND first = 1
-    RETURNING account_id, kind, id >> {bits} AS block, emailing_id
+    RETURNING account_id, kind, id >> {{bits}} AS block, emailing_id, ts, link_id, device,
+        useragent
+), blocks AS (
+    UPDATE event_blocks b SET firsts = b.firsts - 1 FROM unseated u
+    WHERE (b.account_id, b.kind, b.block, b.emailing_id)
+        = (u.account_id, u.kind, u.block, u.emailing_id)
+), slots AS (
+    UPDATE slot_counts s SET firsts = s.firsts - 1 FROM unseated u
+    WHERE (s.account_id, s.emailing_id, s.kind, s.slot)
+        = (u.account_id, u.emailing_id, u.kind, u.ts / 900)
+), links AS (
+    UPDATE link_counts l SET firsts = l.firsts - 1 FROM unseated u
+    WHERE u.kind = {CLICKS.code} AND (l.account_id, l.link_id) = (u.account_id, u.link_id)
 )
-UPDATE event_blocks b SET firsts = b.firsts - 1 FROM unseated u
-WHERE (b.account_id, b.kind, b.block, b.emailing_id) = (u.account_id, u.kind, u.block, u.emailing_id)
+UPDATE client_counts c SET firsts = c.firsts - 1 FROM unseated u
+WHERE u.kind = {IMPRESSIONS.code} AND (c.account_id, c.emailing_id, c.device, c.useragent)
+    = (u.account_id, u.emailing_id, coalesce(u.device, ''), coalesce(u.useragent, ''))
 """
 
 
@@ -408,7 +421,8 @@ WITH {batch}, fresh AS (
     SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END
     FROM fresh f LEFT JOIN won w ON w.n = f.n
     ORDER BY f.n
-    RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts{flagged}
+    RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts, device,
+        useragent{flagged}
 ), counted AS (
     INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id,
         n, firsts, min_ts, max_ts, retries, retried)
@@ -419,6 +433,38 @@ WITH {batch}, fresh AS (
         n = t.n + excluded.n, firsts = t.firsts + excluded.firsts,
         min_ts = least(t.min_ts, excluded.min_ts), max_ts = greatest(t.max_ts, excluded.max_ts),
         retries = t.retries + excluded.retries, retried = t.retried + excluded.retried
+), slots AS (
+    INSERT INTO slot_counts AS t (account_id, emailing_id, kind, slot, n, firsts)
+    SELECT account_id, emailing_id, kind, ts / 900, count(*), sum(first) FROM added
+    GROUP BY account_id, emailing_id, kind, ts / 900
+    ON CONFLICT (account_id, emailing_id, kind, slot) DO UPDATE SET
+        n = t.n + excluded.n, firsts = t.firsts + excluded.firsts
+), per_link AS (
+    INSERT INTO link_counts AS t (account_id, link_id, emailing_id, n, firsts)
+    SELECT account_id, link_id, emailing_id, count(*), sum(first) FROM added
+    WHERE kind = {CLICKS.code} GROUP BY account_id, link_id, emailing_id
+    ON CONFLICT (account_id, link_id) DO UPDATE SET
+        n = t.n + excluded.n, firsts = t.firsts + excluded.firsts
+), per_client AS (
+    INSERT INTO client_counts AS t (account_id, emailing_id, device, useragent, n, firsts)
+    SELECT account_id, emailing_id, coalesce(device, ''), coalesce(useragent, ''), count(*),
+        sum(first)
+    FROM added WHERE kind = {IMPRESSIONS.code}
+    GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(useragent, '')
+    ON CONFLICT (account_id, emailing_id, device, useragent) DO UPDATE SET
+        n = t.n + excluded.n, firsts = t.firsts + excluded.firsts
+), reach AS (
+    -- recipients clicking for the first time: `clickers` as it was before this statement
+    INSERT INTO reach_counts AS t (account_id, emailing_id, kind, n)
+    SELECT account_id, emailing_id, {CLICKS.code}, count(DISTINCT destination_id) FROM added a
+    WHERE kind = {CLICKS.code} AND NOT EXISTS (SELECT FROM clickers c
+        WHERE (c.account_id, c.destination_id) = (a.account_id, a.destination_id))
+    GROUP BY account_id, emailing_id
+    ON CONFLICT (account_id, emailing_id, kind) DO UPDATE SET n = t.n + excluded.n
+), clicked AS (
+    INSERT INTO clickers (account_id, destination_id)
+    SELECT DISTINCT account_id, destination_id FROM added WHERE kind = {CLICKS.code}
+    ON CONFLICT DO NOTHING
 ), keys AS (
     INSERT INTO event_keys (key, event_id, ts) SELECT key, id, ts FROM added
 ), held AS (

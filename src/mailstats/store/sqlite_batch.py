@@ -7,7 +7,7 @@ insert, so flags and counters are computed from the staged rows alone.
 
 from __future__ import annotations
 
-from mailstats.kinds import CLICKS, DELIVERIES, KINDS
+from mailstats.kinds import CLICKS, DELIVERIES, IMPRESSIONS, KINDS
 from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS
 
 _VALUES = ", ".join(VALUE_COLUMNS)
@@ -86,6 +86,31 @@ DERIVE = (
     WHERE b.first = 1 GROUP BY b.account_id, b.kind, f.event_id >> {bits}, b.emailing_id
     ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
         firsts = firsts + excluded.firsts""",
+    # ... their quarter hours', links' and (opens) clients' counts of flags
+    """INSERT INTO slot_counts (account_id, emailing_id, kind, slot, n, firsts)
+    SELECT b.account_id, b.emailing_id, b.kind, f.ts / 900, 0, -count(*)
+    FROM firsts f JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
+        = (f.kind, f.destination_id, f.link_id)
+    WHERE b.first = 1 GROUP BY b.account_id, b.emailing_id, b.kind, f.ts / 900
+    ON CONFLICT (account_id, emailing_id, kind, slot) DO UPDATE SET
+        firsts = firsts + excluded.firsts""",
+    f"""UPDATE link_counts SET firsts = firsts - (SELECT count(*) FROM firsts f
+        JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
+            = (f.kind, f.destination_id, f.link_id)
+        WHERE b.first = 1 AND b.link_id = link_counts.link_id)
+    WHERE link_id IN (SELECT b.link_id FROM temp.batch b JOIN firsts f
+        ON (b.kind, b.destination_id, b.link_id) = (f.kind, f.destination_id, f.link_id)
+        WHERE b.first = 1 AND b.kind = {CLICKS.code})""",
+    f"""INSERT INTO client_counts (account_id, emailing_id, device, useragent, n, firsts)
+    SELECT b.account_id, b.emailing_id, coalesce(e.device, ''), coalesce(e.useragent, ''), 0,
+        -count(*)
+    FROM firsts f JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
+        = (f.kind, f.destination_id, f.link_id)
+    JOIN events e ON e.id = f.event_id
+    WHERE b.first = 1 AND b.kind = {IMPRESSIONS.code}
+    GROUP BY b.account_id, b.emailing_id, coalesce(e.device, ''), coalesce(e.useragent, '')
+    ON CONFLICT (account_id, emailing_id, device, useragent) DO UPDATE SET
+        firsts = firsts + excluded.firsts""",
     """UPDATE events SET first = 0 WHERE id IN (SELECT f.event_id FROM firsts f
         JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
             = (f.kind, f.destination_id, f.link_id) WHERE b.first = 1)""",
@@ -110,4 +135,32 @@ DERIVE = (
         n = n + excluded.n, firsts = firsts + excluded.firsts,
         retries = retries + excluded.retries, retried = retried + excluded.retried,
         min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)""",
+    # the dashboard's counters (migration 0012_facets)
+    """INSERT INTO slot_counts (account_id, emailing_id, kind, slot, n, firsts)
+    SELECT account_id, emailing_id, kind, ts / 900, count(*), sum(first) FROM temp.batch
+    GROUP BY account_id, emailing_id, kind, ts / 900
+    ON CONFLICT (account_id, emailing_id, kind, slot) DO UPDATE SET
+        n = n + excluded.n, firsts = firsts + excluded.firsts""",
+    f"""INSERT INTO link_counts (account_id, link_id, emailing_id, n, firsts)
+    SELECT account_id, link_id, emailing_id, count(*), sum(first) FROM temp.batch
+    WHERE kind = {CLICKS.code} GROUP BY account_id, link_id, emailing_id
+    ON CONFLICT (account_id, link_id) DO UPDATE SET
+        n = n + excluded.n, firsts = firsts + excluded.firsts""",
+    f"""INSERT INTO client_counts (account_id, emailing_id, device, useragent, n, firsts)
+    SELECT account_id, emailing_id, coalesce(device, ''), coalesce(useragent, ''), count(*),
+        sum(first)
+    FROM temp.batch WHERE kind = {IMPRESSIONS.code}
+    GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(useragent, '')
+    ON CONFLICT (account_id, emailing_id, device, useragent) DO UPDATE SET
+        n = n + excluded.n, firsts = firsts + excluded.firsts""",
+    # recipients clicking for the first time (any link), counted before they are kept
+    f"""INSERT INTO reach_counts (account_id, emailing_id, kind, n)
+    SELECT account_id, emailing_id, {CLICKS.code}, count(DISTINCT destination_id)
+    FROM temp.batch b WHERE kind = {CLICKS.code} AND NOT EXISTS
+        (SELECT 1 FROM clickers c WHERE (c.account_id, c.destination_id)
+            = (b.account_id, b.destination_id))
+    GROUP BY account_id, emailing_id
+    ON CONFLICT (account_id, emailing_id, kind) DO UPDATE SET n = n + excluded.n""",
+    f"""INSERT OR IGNORE INTO clickers (account_id, destination_id)
+    SELECT account_id, destination_id FROM temp.batch WHERE kind = {CLICKS.code}""",
 )

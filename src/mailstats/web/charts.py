@@ -139,9 +139,17 @@ def timeline(store: Store, scope: Scope, rng: Range, tz: ZoneInfo) -> dict[str, 
     }
 
 
+def window(rng: Range | None) -> tuple[int | None, int | None]:
+    """The times a range bounds; none for `all` (from the first event's day to the last
+    one's, so every event), which the store answers from its counters."""
+    if rng is None or rng.preset == "all":
+        return None, None
+    return rng.begin, rng.end
+
+
 def links(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
     """Every link with its clicks, unique clicks and share of all clicks."""
-    begin, end = (rng.begin, rng.end) if rng else (None, None)
+    begin, end = window(rng)
     found = store.charts.links(scope, CLICKS, begin, end)
     total = sum(link.total for link in found)
     return {
@@ -182,7 +190,7 @@ def client(useragent: str) -> tuple[str, str]:
 
 def clients(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
     """Opens by device and by mail client."""
-    begin, end = (rng.begin, rng.end) if rng else (None, None)
+    begin, end = window(rng)
     devices: dict[str, list[int]] = {}
     agents: dict[tuple[str, str], list[int]] = {}
     for device, useragent, total, unique in store.charts.clients(scope, IMPRESSIONS, begin, end):
@@ -207,7 +215,7 @@ def clients(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
 
 def bounces(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
     """Bounces by error type and code, with how many recipients each reached."""
-    begin, end = (rng.begin, rng.end) if rng else (None, None)
+    begin, end = window(rng)
     rows = store.charts.bounces(scope, ERRORS, begin, end)
     return {
         "emailing": scope.emailing_id,

@@ -115,6 +115,7 @@ def _emailing_page(
     scope = Scope(account.id, emailing_id=emailing_id)
     emailing = store.emailing(account.id, emailing_id)
     rng = charts.resolve_range(store, scope, emailing, tz, query)
+    begin, end = charts.window(rng)
     links = charts.links(store, scope, rng)
     per_link = {int(item["ID"]): int(item["total"]) for item in links["data"]}
     dests = store.destinations(
@@ -123,16 +124,16 @@ def _emailing_page(
     return {
         "emailing": emailing,
         "range": rng,
-        "figures": _figures(store, scope, rng.begin, rng.end - 1),
+        "figures": _figures(store, scope, begin, None if end is None else end - 1),
         "timeline": charts.timeline(store, scope, rng, tz),
         "links": links,
         "clickmap": clickmap.render(emailing.html, store.links(emailing_id), per_link),
         "clients": charts.clients(store, scope, rng),
         "bounces": charts.bounces(store, scope, rng),
         "recent": {
-            "errors": store.charts.recent(scope, ERRORS, "errorcode", rng.begin, rng.end),
-            "abuses": store.charts.recent(scope, ABUSES, None, rng.begin, rng.end),
-            "unsubscribes": store.charts.recent(scope, UNSUBSCRIBES, None, rng.begin, rng.end),
+            "errors": store.charts.recent(scope, ERRORS, "errorcode", begin, end),
+            "abuses": store.charts.recent(scope, ABUSES, None, begin, end),
+            "unsubscribes": store.charts.recent(scope, UNSUBSCRIBES, None, begin, end),
         },
         "destinations": dests.rows,
         "recipients_page": recipients_page,

@@ -1,0 +1,63 @@
+-- Counters the dashboard's emailing page reads instead of the events, kept with every
+-- insert like event_blocks: events and `first` flags per quarter hour (slot = ts / 900,
+-- so buckets of any zone's hours and days add whole slots up), per link (clicks), per
+-- device and user agent (impressions), and the recipients with a click (any link).
+-- Each is filled from the events already stored.
+CREATE TABLE slot_counts (
+    account_id  BIGINT NOT NULL,
+    emailing_id BIGINT NOT NULL,
+    kind        BIGINT NOT NULL,
+    slot        BIGINT NOT NULL,
+    n           BIGINT NOT NULL,
+    firsts      BIGINT NOT NULL,
+    PRIMARY KEY (account_id, emailing_id, kind, slot)
+);
+INSERT INTO slot_counts (account_id, emailing_id, kind, slot, n, firsts)
+SELECT account_id, emailing_id, kind, ts / 900, count(*), sum(first) FROM events
+GROUP BY account_id, emailing_id, kind, ts / 900;
+
+CREATE TABLE link_counts (
+    account_id  BIGINT NOT NULL,
+    link_id     BIGINT NOT NULL,
+    emailing_id BIGINT NOT NULL,
+    n           BIGINT NOT NULL,
+    firsts      BIGINT NOT NULL,
+    PRIMARY KEY (account_id, link_id)
+);
+CREATE INDEX link_counts_emailing ON link_counts (emailing_id);
+INSERT INTO link_counts (account_id, link_id, emailing_id, n, firsts)
+SELECT account_id, link_id, emailing_id, count(*), sum(first) FROM events WHERE kind = 1
+GROUP BY account_id, link_id, emailing_id;
+
+CREATE TABLE client_counts (
+    account_id  BIGINT NOT NULL,
+    emailing_id BIGINT NOT NULL,
+    device      TEXT NOT NULL,
+    useragent   TEXT NOT NULL,
+    n           BIGINT NOT NULL,
+    firsts      BIGINT NOT NULL,
+    PRIMARY KEY (account_id, emailing_id, device, useragent)
+);
+INSERT INTO client_counts (account_id, emailing_id, device, useragent, n, firsts)
+SELECT account_id, emailing_id, coalesce(device, ''), coalesce(useragent, ''), count(*), sum(first)
+FROM events WHERE kind = 2
+GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(useragent, '');
+
+CREATE TABLE clickers (
+    account_id     BIGINT NOT NULL,
+    destination_id BIGINT NOT NULL,
+    PRIMARY KEY (account_id, destination_id)
+);
+INSERT INTO clickers (account_id, destination_id)
+SELECT DISTINCT account_id, destination_id FROM events WHERE kind = 1;
+
+CREATE TABLE reach_counts (
+    account_id  BIGINT NOT NULL,
+    emailing_id BIGINT NOT NULL,
+    kind        BIGINT NOT NULL,
+    n           BIGINT NOT NULL,
+    PRIMARY KEY (account_id, emailing_id, kind)
+);
+INSERT INTO reach_counts (account_id, emailing_id, kind, n)
+SELECT account_id, emailing_id, 1, count(DISTINCT destination_id) FROM events WHERE kind = 1
+GROUP BY account_id, emailing_id;
