@@ -402,6 +402,13 @@ def has_inputs(operation: APIOperation[Any, Any, Any, Any]) -> bool:
     return bool(list(operation.iter_parameters())) or bool(operation.body)
 
 
+# The PostgreSQL pool's own threads draw from the shared `random` module (jitter of new
+# connections' lifetimes) while a case is being generated, which Hypothesis would take for
+# a strategy using it; the strategies here use none.
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 @pytest.mark.timeout(round(300 * max(1.0, SCALE)))
 def test_fuzz(app: App, http: TestClient, token: str, backend: str) -> None:
     began, cpu = time.monotonic(), time.process_time()
