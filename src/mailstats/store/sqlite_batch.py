@@ -111,3 +111,21 @@ DERIVE = (
         retries = retries + excluded.retries, retried = retried + excluded.retried,
         min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)""",
 )
+
+# Privacy (store/privacy.py), the last change to the batch before its rows go into events:
+# anything derived from the full address or user agent must run before it. An account's
+# `ip` and `useragent` modes, then nothing at all for a destination whose personal data was
+# cleared (erased, or past its retention) and that is still being clicked.
+PRIVACY = (
+    """UPDATE temp.batch SET
+        ip = CASE s.ip WHEN 'none' THEN NULL
+            WHEN 'truncated' THEN mailstats_ip_prefix(batch.ip) ELSE batch.ip END,
+        useragent = CASE s.useragent WHEN 'parsed' THEN NULL ELSE batch.useragent END
+    FROM account_settings s
+    WHERE s.account_id = batch.account_id AND (s.ip <> 'full' OR s.useragent <> 'full')
+      AND (batch.ip IS NOT NULL OR batch.useragent IS NOT NULL)""",
+    """UPDATE temp.batch SET ip = NULL, useragent = NULL
+    WHERE (ip IS NOT NULL OR useragent IS NOT NULL) AND destination_id IN
+        (SELECT id FROM destinations WHERE cleared_at IS NOT NULL
+         AND id IN (SELECT destination_id FROM temp.batch))""",
+)

@@ -44,3 +44,26 @@ def device(useragent: str) -> str:
     if os_family in _DESKTOP_OS or os_family.startswith("Windows"):
         return "desktop"
     return "unknown"
+
+
+@functools.lru_cache(maxsize=8192)
+def names(useragent: str) -> tuple[str, str | None, str | None]:
+    """(device class, OS name, client name) of a user agent: what `useragent=parsed` keeps.
+
+    >>> names("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
+    ('desktop', 'Linux', 'Firefox')
+    """
+    if not useragent:
+        return "unknown", None, None
+    result = ua_parser.parse(useragent)
+    os_family = result.os.family if result.os else None
+    client = result.user_agent.family if result.user_agent else None
+    return device(useragent), os_family, client
+
+
+def hit_values(
+    ip: str | None, useragent: str
+) -> tuple[str | None, str, str, str | None, str | None]:
+    """A tracking hit's columns (clicks, impressions, unsubscribes alike): ip, user agent,
+    device class, OS and client."""
+    return (ip, useragent, *names(useragent))
