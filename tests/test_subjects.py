@@ -4,18 +4,26 @@ every event, total and statistic in place; both backends, API and command line."
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from mailstats.cli import cli
+from mailstats.kinds import CLICKS, DELIVERIES
 from mailstats.settings import Settings
-from mailstats.store import suppressions
+from mailstats.store import Event, open_store, suppressions
 from mailstats.tracking.devices import hit_values
 from mailstats.web.app import App
+from tests import server
 from tests.helpers import (
     KIND_NAMES,
     TWO_LINKS,
@@ -29,6 +37,7 @@ from tests.helpers import (
     make_emailing,
     page,
     post_event,
+    setup_mailing,
     totals,
 )
 from tests.test_dashboard import sign_in
@@ -274,3 +283,59 @@ def test_a_bad_address_is_a_400(http: TestClient, token: str, email: str) -> Non
         assert "parameter 'email'" in error(r)
     assert "parameter 'email'" in error(get(http, token, "ms/subject"))
     assert error(http.delete("/v2/ms/subject", params={"email": BOB})) == "Invalid access token"
+
+
+def test_a_real_server_logs_no_address_and_strips_by_retention(db_url: str, tmp_path: Path) -> None:
+    token = server.make_token(db_url)
+    store = open_store(db_url)
+    account, emailing, (dest,), link = setup_mailing(store, 1)
+    mark = store.backend.placeholder
+    with store.backend.transaction() as cur:
+        cur.execute(f"UPDATE destinations SET email = {mark}", [ZELDA])
+    old = int(time.time()) - 3 * 86_400
+    store.insert_events([
+        Event(CLICKS, b"k" * 16, old, account, emailing, dest, link, hit_values(ZELDA_IP, ZELDA_UA)),
+        # deliveries are kept for ever, so the destination keeps its address meanwhile
+        Event(DELIVERIES, b"d" * 16, old, account, emailing, dest, 0, (1,)),
+    ])  # fmt: skip
+    store.close()
+    port = server.free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    env = {**os.environ, "MAILSTATS_SPOOL": str(tmp_path / "spool"),
+           "MAILSTATS_RETENTION_INTERVAL": "0.2"}  # fmt: skip
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailstats", "serve", "--db", db_url, "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        try:
+            auth = {"access_token": token}
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{url}/v2/ms/clicks", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            r = httpx.put(f"{url}/v2/ms/settings", params=auth, json={"retention": {"clicks": 2}})
+            assert r.status_code == 200, r.text
+            # the serving process strips the click (its next pass, a moment later)
+            while httpx.get(f"{url}/v2/ms/clicks", params=auth).json()["data"][0]["ip"]:
+                assert time.monotonic() < deadline + 30, "retention never ran"
+                time.sleep(0.1)
+            assert httpx.get(f"{url}/v2/ms/subject", params={**auth, "email": ZELDA}).is_success
+            suppressed = f"{url}/v2/ms/suppressions/{ZELDA}"
+            assert httpx.delete(suppressed, params=auth).status_code == 400  # not on the list
+            r = httpx.delete(f"{url}/v2/ms/subject", params={**auth, "email": ZELDA})
+            assert r.json()["destinations"] == 1
+            listed = httpx.get(f"{url}/v2/ms/clicks", params=auth).json()
+        finally:
+            proc.terminate()
+            assert proc.wait(15) == 0
+    assert listed["total"] == 1 and listed["data"][0]["ip"] is None
+    text = log.read_text()
+    assert "DELETE /v2/ms/subject?access_token=[redacted]&email=[redacted]" in text
+    assert "DELETE /v2/ms/suppressions/[redacted]" in text
+    assert "zelda" not in text.lower() and ZELDA_IP not in text
