@@ -228,3 +228,18 @@ def test_retention_on_the_command_line_and_in_serve(
     assert result.exit_code == 0, result.output
     assert "1 events and" in result.output
     assert hits(http, token)[0]["ip"] is None
+
+
+def test_the_clients_chart_names_agents_that_are_no_longer_kept(
+    http: TestClient, token: str, m: Mailing
+) -> None:
+    a, b = m.destinations
+    assert http.get(pixel_path(http, token, a), headers={"user-agent": IPHONE}).status_code == 200
+    put(http, token, {"useragent": "parsed"})
+    assert http.get(pixel_path(http, token, b), headers={"user-agent": IPHONE}).status_code == 200
+    assert [i["useragent"] for i in hits(http, token, "impressions")] == [IPHONE, None]
+    chart = get(http, token, f"ms/emailing/{m.id}/charts/clients").json()
+    assert [(c["client"], c["os"], c["total"]) for c in chart["clients"]] == [
+        ("Mobile Safari", "iOS", 2)
+    ]
+    assert [(d["device"], d["total"]) for d in chart["devices"]] == [("mobile", 2)]

@@ -47,18 +47,40 @@ def device(useragent: str) -> str:
 
 
 @functools.lru_cache(maxsize=8192)
+def client(useragent: str) -> tuple[str, str]:
+    """(mail client or browser, operating system) a user agent names, as the dashboard's
+    clients chart groups opens.
+
+    >>> client("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
+    ('Firefox', 'Linux')
+    """
+    if not useragent:
+        return "Unknown", "Unknown"
+    if "GoogleImageProxy" in useragent or "ggpht.com" in useragent:
+        return "Gmail image proxy", "Unknown"
+    if "YahooMailProxy" in useragent:
+        return "Yahoo image proxy", "Unknown"
+    if "Microsoft Outlook" in useragent or "MSOffice" in useragent:
+        return "Outlook", "Windows"
+    result = ua_parser.parse(useragent)
+    agent = result.user_agent.family if result.user_agent else "Other"
+    system = result.os.family if result.os else "Other"
+    if agent == "Other" and "AppleWebKit" in useragent and system in ("iOS", "Mac OS X"):
+        agent = "Apple Mail"
+    return agent, system
+
+
 def names(useragent: str) -> tuple[str, str | None, str | None]:
-    """(device class, OS name, client name) of a user agent: what `useragent=parsed` keeps.
+    """(device class, OS, client) of a user agent: what `useragent=parsed` keeps (none of
+    them for an empty agent).
 
     >>> names("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
     ('desktop', 'Linux', 'Firefox')
     """
     if not useragent:
         return "unknown", None, None
-    result = ua_parser.parse(useragent)
-    os_family = result.os.family if result.os else None
-    client = result.user_agent.family if result.user_agent else None
-    return device(useragent), os_family, client
+    agent, system = client(useragent)
+    return device(useragent), system, agent
 
 
 def hit_values(
