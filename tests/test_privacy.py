@@ -22,6 +22,7 @@ from tests.helpers import (
     get,
     insert_clicks,
     insert_events,
+    mailing,
     page,
     pixel_path,
 )
@@ -243,3 +244,24 @@ def test_the_clients_chart_names_agents_that_are_no_longer_kept(
         ("Mobile Safari", "iOS", 2)
     ]
     assert [(d["device"], d["total"]) for d in chart["devices"]] == [("mobile", 2)]
+
+
+@pytest.mark.parametrize(("ip", "useragent", "kept_ip", "kept_ua"), MODES)
+def test_each_mode_by_scrub(
+    app: App, http: TestClient, token: str, m: Mailing, settings: Settings, ip: str,
+    useragent: str, kept_ip: str | None, kept_ua: str | None,
+) -> None:  # fmt: skip
+    click(http, token, m.destinations[0])
+    assert http.get(pixel_path(http, token, m.destinations[1]), headers={"user-agent": UA})
+    other = app.store.create_token("other", "Europe/Amsterdam")
+    theirs = mailing(app, http, other, destinations=1)
+    click(http, other, theirs.destinations[0])
+    put(http, token, {"ip": ip, "useragent": useragent})
+    result = CliRunner().invoke(cli, ["account", "scrub", "--account", "acme", "--db", settings.db])
+    assert result.exit_code == 0, result.output
+    for kind in ("clicks", "impressions"):
+        (item,) = hits(http, token, kind)
+        assert (item["ip"], item["useragent"]) == (kept_ip, kept_ua)
+        assert (item["os"], item["client"]) == ("Linux", "Firefox")
+    (untouched,) = hits(http, other)  # another account's events keep theirs
+    assert (untouched["ip"], untouched["useragent"]) == ("203.0.113.7", UA)
