@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ IP_MODES = ("full", "truncated", "none")
 USERAGENT_MODES = ("full", "parsed")
 HIT_KINDS = tuple(k.code for k in KINDS.values() if any(c.name == "ip" for c in k.columns))
 MAX_DAYS = 36_500
+_OCTET = re.compile(r"25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]")
 DAY = 86_400
 
 
@@ -61,8 +63,11 @@ def ip_prefix(ip: str | None) -> str | None:
     """
     if ip is None:
         return None
+    parts = ip.split(".")  # the common case, without ipaddress' cost (derive calls this)
+    if len(parts) == 4 and all(_OCTET.fullmatch(part) for part in parts):
+        return f"{parts[0]}.{parts[1]}.{parts[2]}.0"
     try:
-        address = ipaddress.ip_address(ip.strip())
+        address = ipaddress.ip_address(ip)
     except ValueError:
         return None  # not an address: nothing of it is kept
     bits = 24 if address.version == 4 else 48
