@@ -354,31 +354,29 @@ WHERE (b.account_id, b.kind, b.block, b.emailing_id) = (u.account_id, u.kind, u.
 
 
 def _private(names: tuple[str, ...]) -> tuple[str, str]:
-    """Privacy (store/privacy.py) as a CTE over the batch, and the name to read rows from.
+    """Privacy (store/privacy.py): the inserted values of `fresh f`, and the joins they need.
 
-    The last change to the batch before its rows go into events: anything derived from the
-    full address or user agent must read `batch`, not this. An account's `ip` and
-    `useragent` modes, then nothing at all for a destination whose personal data was cleared
-    (erased, or past its retention) and that is still being clicked.
+    The last change to a batch before its rows go into events: every CTE before the insert
+    (flags, and whatever else is derived from the full address or user agent) reads the
+    full values. An account's `ip` and `useragent` modes, then nothing at all for a
+    destination whose personal data was cleared (erased, or past its retention) and that
+    is still being clicked.
     """
     if "ip" not in names and "useragent" not in names:
-        return "", "batch"
+        return ", ".join(f"f.{name}" for name in names), ""
     cleared = "c.id IS NOT NULL"
     shown = {
-        "ip": f"""CASE WHEN {cleared} OR s.ip = 'none' THEN NULL
-            WHEN s.ip = 'truncated' THEN mailstats_ip_prefix(b.ip) ELSE b.ip END""",
+        "ip": f"CASE WHEN {cleared} OR s.ip = 'none' THEN NULL"
+        " WHEN s.ip = 'truncated' THEN mailstats_ip_prefix(f.ip) ELSE f.ip END",
         "useragent": f"CASE WHEN {cleared} OR s.useragent = 'parsed' THEN NULL"
-        " ELSE b.useragent END",
+        " ELSE f.useragent END",
     }
-    columns = ", ".join(f"{shown[n]} AS {n}" if n in shown else f"b.{n}" for n in (*names, "n"))
-    return (
-        f""", private AS (
-    SELECT {columns} FROM batch b
-    LEFT JOIN account_settings s ON s.account_id = b.account_id
-    LEFT JOIN destinations c ON c.id = b.destination_id AND c.cleared_at IS NOT NULL
-)""",
-        "private",
+    values = ", ".join(shown.get(name, f"f.{name}") for name in names)
+    joins = (
+        " LEFT JOIN account_settings s ON s.account_id = f.account_id"
+        " LEFT JOIN destinations c ON c.id = f.destination_id AND c.cleared_at IS NOT NULL"
     )
+    return values, joins
 
 
 @functools.lru_cache(maxsize=64)
@@ -404,8 +402,7 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
         if source
         else ""
     )
-    values = ", ".join(f"f.{name}" for name in names)
-    private, rows = _private(names)
+    values, private = _private(names)  # the values as privacy leaves them, last
     group = "kind, destination_id, link_id"
     retry = f"a.kind = {DELIVERIES.code} AND a.attempts > 1"
     retries, flagged, join = "0, 0", "", ""
@@ -422,8 +419,8 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
     INSERT INTO retried (destination_id) SELECT destination_id FROM flagged"""
         join = " LEFT JOIN flagged fl USING (id)"
     return f"""
-WITH {batch}{private}, fresh AS (
-    SELECT DISTINCT ON (b.key) b.* FROM {rows} b
+WITH {batch}, fresh AS (
+    SELECT DISTINCT ON (b.key) b.* FROM batch b
     WHERE NOT EXISTS (SELECT FROM event_keys k WHERE k.key = b.key)
     ORDER BY b.key, b.n
 ), best AS (
@@ -435,7 +432,7 @@ WITH {batch}{private}, fresh AS (
 ), added AS (
     INSERT INTO events ({listed}, first)
     SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END
-    FROM fresh f LEFT JOIN won w ON w.n = f.n
+    FROM fresh f LEFT JOIN won w ON w.n = f.n{private}
     ORDER BY f.n
     RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts{flagged}
 ), counted AS (
