@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 
 from mailstats.kinds import CLICKS, KINDS
 from mailstats.store import Event, Store
+from mailstats.tracking.devices import hit_values
 from mailstats.web.app import App
 
 PUBLIC = "http://t.test"
@@ -155,7 +156,14 @@ def insert_clicks(
     app.store.insert_events(
         [
             Event(
-                CLICKS, secrets.token_bytes(16), ts, account, emailing, destination, link, (ip, ua)
+                CLICKS,
+                secrets.token_bytes(16),
+                ts,
+                account,
+                emailing,
+                destination,
+                link,
+                hit_values(ip, ua),
             )
             for ts in times
         ]
@@ -190,6 +198,7 @@ FIELDS: dict[str, list[str]] = {
         "ID", "mailing", "timestamp", "ip", "useragent", "destination", "profile", "subprofile",
     ],
 }  # fmt: skip
+HITS = ("clicks", "impressions", "unsubscribes")
 OTHER_KINDS = ("impressions", "deliveries", "errors", "abuses", "unsubscribes")
 KIND_NAMES = ("clicks", *OTHER_KINDS)
 REPORTED = ("deliveries", "errors", "abuses")
@@ -217,6 +226,12 @@ def insert_events(
     found = app.store.tracking_destination(destination)
     assert found is not None
     account, emailing, _ = found
+    if kind in HITS and 2 <= len(values) < len(KINDS[kind].columns):
+        # a hit's device class, OS and client, parsed from its agent as at capture (a
+        # device given stays as given)
+        ip, ua, *given = values
+        parsed = hit_values(ip, ua)
+        values = (*parsed[:2], *(given or parsed[2:3]), *parsed[3:])
     app.store.insert_events(
         [
             Event(

@@ -53,11 +53,12 @@ FACETS = {
         " WHERE kind = 1 GROUP BY account_id, link_id, emailing_id ORDER BY 1, 2",
     ),
     "clients": (
-        "SELECT account_id, emailing_id, device, useragent, n, firsts FROM client_counts"
-        " ORDER BY 1, 2, 3, 4",
-        "SELECT account_id, emailing_id, coalesce(device, ''), coalesce(useragent, ''),"
-        " count(*), sum(first) FROM events WHERE kind = 2 GROUP BY account_id, emailing_id,"
-        " coalesce(device, ''), coalesce(useragent, '') ORDER BY 1, 2, 3, 4",
+        "SELECT account_id, emailing_id, device, client, os, n, firsts FROM client_counts"
+        " ORDER BY 1, 2, 3, 4, 5",
+        "SELECT account_id, emailing_id, coalesce(device, ''), coalesce(client, ''),"
+        " coalesce(os, ''), count(*), sum(first) FROM events WHERE kind = 2"
+        " GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(client, ''),"
+        " coalesce(os, '') ORDER BY 1, 2, 3, 4, 5",
     ),
     "clickers": (
         "SELECT account_id, emailing_id, kind, n FROM reach_counts ORDER BY 1, 2, 3",

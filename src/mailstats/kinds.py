@@ -56,9 +56,17 @@ class Kind:
 
 IP = Column("ip", max_length=64)
 USERAGENT = Column("useragent", max_length=1024)
+DEVICE = Column("device", max_length=16)
+# What the user agent names, parsed when the hit is captured: it stays when an account keeps
+# parsed user agents only (`useragent=parsed`, privacy.py) or retention drops the agent.
+CLIENT_NAMES = (
+    Column("os", max_length=64, extended=True),
+    Column("client", max_length=64, extended=True),
+)
+HIT_COLUMNS = (IP, USERAGENT, replace(DEVICE, extended=True), *CLIENT_NAMES)
 
-CLICKS = Kind("clicks", 1, (IP, USERAGENT), per_link=True)
-IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, Column("device", max_length=16)))
+CLICKS = Kind("clicks", 1, HIT_COLUMNS, per_link=True)
+IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, DEVICE, *CLIENT_NAMES))
 DELIVERIES = Kind("deliveries", 3, (Column("attempts", "int"),))
 ERRORS = Kind(
     "errors",
@@ -72,7 +80,7 @@ ERRORS = Kind(
     ),
 )
 ABUSES = Kind("abuses", 5, (Column("report", "json", max_length=65536),))
-UNSUBSCRIBES = Kind("unsubscribes", 6, (IP, USERAGENT))
+UNSUBSCRIBES = Kind("unsubscribes", 6, HIT_COLUMNS)
 
 KINDS: dict[str, Kind] = {
     k.name: k for k in (CLICKS, IMPRESSIONS, DELIVERIES, ERRORS, ABUSES, UNSUBSCRIBES)

@@ -81,6 +81,7 @@ class Settings:
     ready_timeout: float = 2.0  # seconds /readyz waits for the database
     ready_spool_bytes: int = 64 * 1024 * 1024  # /readyz fails with more than this spooled
     ready_backlog_seconds: float = 60.0  # ... or with a captured event older than this
+    retention_interval: float = 3600.0  # seconds between retention passes in serve; 0: none
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -183,6 +184,8 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("workers must be at least 1")
     if settings.log_format not in ("text", "json"):
         raise InvalidParameter("log_format must be text or json")
+    if settings.retention_interval < 0:
+        raise InvalidParameter("retention_interval must be 0 (off) or more seconds")
     if not 0 <= settings.block_bits <= 40:
         raise InvalidParameter("block_bits must be 0 to 40")
     if settings.sns_certificates:

@@ -11,6 +11,7 @@ from mailstats.cli import (
     export,
     ingest,
     maillog,
+    privacy,
     relay,
     serve,
     stats,
@@ -40,6 +41,10 @@ cli.add_command(relay.relay)
 cli.add_command(suppressions.suppressions)
 cli.add_command(users.user)
 cli.add_command(stats.stats)
+cli.add_command(privacy.account)
+cli.add_command(privacy.erase)
+cli.add_command(privacy.subject_export)
+cli.add_command(privacy.retention)
 
 
 def main() -> None:

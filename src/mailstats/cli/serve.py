@@ -40,7 +40,7 @@ def _env_for_workers(settings: Settings) -> None:
         "spool": str(settings.spool_path), "rate_limit": settings.rate_limit,
         "commit_deadline_ms": settings.commit_deadline_ms, "access_log": settings.access_log,
         "trusted_proxies": ",".join(str(n) for n in settings.trusted_proxies),
-        "log_format": settings.log_format,
+        "log_format": settings.log_format, "retention_interval": settings.retention_interval,
         "metrics_allow": ",".join(str(n) for n in settings.metrics_allow),
     }.items():  # fmt: skip
         os.environ[f"MAILSTATS_{name.upper()}"] = str(value)

@@ -172,7 +172,7 @@ def _columns(events: Sequence[Event], captured: float) -> tuple[tuple[str, ...],
     rows = []
     for e in events:
         values: list[Any] = [None] * len(names)
-        for at, value in zip(where[e.kind], e.values, strict=True):
+        for at, value in zip(where[e.kind], e.values, strict=False):  # extended: may be left out
             values[at] = value
         rows.append((captured, e.kind.code, e.key, e.ts, e.account_id, e.emailing_id,
                      e.destination_id, e.link_id, *values))  # fmt: skip

@@ -223,26 +223,31 @@ class Charts:
 
     def clients(
         self, scope: Scope, opens: Kind, begin: int | None = None, end: int | None = None
-    ) -> list[tuple[str, str, int, int]]:
-        """(device, user agent, opens, unique opens) of the emailing, most frequent first
-        (over all time: from client_counts)."""
+    ) -> list[tuple[str, str, str | None, str | None, int, int]]:
+        """(device, user agent, client, OS, opens, unique opens) of the emailing, most
+        frequent first. Over all time they come from client_counts, which keeps the names
+        parsed at capture and never the user agents themselves (so the agent is empty)."""
         if begin is None and end is None:
             q = self._query()
             q.add("account_id = ?", scope.account_id)
             q.add("emailing_id = ?", scope.emailing_id)
             q.add("n > 0")
             sql = (
-                f"SELECT device, useragent, n, firsts FROM client_counts WHERE {q.where}"
+                f"SELECT device, client, os, n, firsts FROM client_counts WHERE {q.where}"
                 " ORDER BY n DESC LIMIT 2000"
             )
-            return [(d, u, int(n), int(f)) for d, u, n, f in self.backend.fetch(sql, q.args)]
+            return [
+                (d, "", c or None, o or None, int(n), int(f))
+                for d, c, o, n, f in self.backend.fetch(sql, q.args)
+            ]
         q = self._emailing_events(scope, opens, begin, end)
         sql = (
-            "SELECT coalesce(e.device, ''), coalesce(e.useragent, ''), count(*), sum(e.first)"
-            f" FROM events e WHERE {q.where} GROUP BY e.device, e.useragent"
-            " ORDER BY count(*) DESC LIMIT 2000"
+            "SELECT coalesce(e.device, ''), coalesce(e.useragent, ''), e.client, e.os,"
+            f" count(*), sum(e.first) FROM events e WHERE {q.where}"
+            " GROUP BY e.device, e.useragent, e.client, e.os ORDER BY count(*) DESC LIMIT 2000"
         )
-        return [(d, u, int(n), int(f or 0)) for d, u, n, f in self.backend.fetch(sql, q.args)]
+        rows = self.backend.fetch(sql, q.args)
+        return [(d, u, c, o, int(n), int(f or 0)) for d, u, c, o, n, f in rows]
 
     def bounces(
         self, scope: Scope, errors: Kind, begin: int | None = None, end: int | None = None

@@ -62,9 +62,14 @@ def _bounded(name: str, value: Any) -> Any:
 
 
 def event_row(event: Event, first: int) -> tuple[Any, ...]:
-    """The event as values for INSERT_COLUMNS, long strings cut to their column's bound."""
+    """The event as values for INSERT_COLUMNS, long strings cut to their column's bound.
+
+    Values may stop short of the kind's columns: the rest (extended ones) are NULL.
+    """
     values = dict.fromkeys(VALUE_COLUMNS)
-    for column, value in zip(event.kind.columns, event.values, strict=True):
+    if len(event.values) > len(event.kind.columns):
+        raise ValueError(f"{event.kind.name} events have {len(event.kind.columns)} values")
+    for column, value in zip(event.kind.columns, event.values, strict=False):
         values[column.name] = _bounded(column.name, value)
     return (
         event.kind.code,

@@ -347,7 +347,7 @@ _UNSEAT = f"""
 WITH unseated AS (
     UPDATE events SET first = 0 WHERE id = %s AND ts = %s AND first = 1
     RETURNING account_id, kind, id >> {{bits}} AS block, emailing_id, ts, link_id, device,
-        useragent
+        client, os
 ), blocks AS (
     UPDATE event_blocks b SET firsts = b.firsts - 1 FROM unseated u
     WHERE (b.account_id, b.kind, b.block, b.emailing_id)
@@ -361,9 +361,36 @@ WITH unseated AS (
     WHERE u.kind = {CLICKS.code} AND (l.account_id, l.link_id) = (u.account_id, u.link_id)
 )
 UPDATE client_counts c SET firsts = c.firsts - 1 FROM unseated u
-WHERE u.kind = {IMPRESSIONS.code} AND (c.account_id, c.emailing_id, c.device, c.useragent)
-    = (u.account_id, u.emailing_id, coalesce(u.device, ''), coalesce(u.useragent, ''))
+WHERE u.kind = {IMPRESSIONS.code} AND (c.account_id, c.emailing_id, c.device, c.client, c.os)
+    = (u.account_id, u.emailing_id, coalesce(u.device, ''), coalesce(u.client, ''),
+       coalesce(u.os, ''))
 """
+
+
+def _private(names: tuple[str, ...]) -> tuple[str, str]:
+    """Privacy (store/privacy.py): the inserted values of `fresh f`, and the joins they need.
+
+    The last change to a batch before its rows go into events: every CTE before the insert
+    (flags, and whatever else is derived from the full address or user agent) reads the
+    full values. An account's `ip` and `useragent` modes, then nothing at all for a
+    destination whose personal data was cleared (erased, or past its retention) and that
+    is still being clicked.
+    """
+    if "ip" not in names and "useragent" not in names:
+        return ", ".join(f"f.{name}" for name in names), ""
+    cleared = "c.id IS NOT NULL"
+    shown = {
+        "ip": f"CASE WHEN {cleared} OR s.ip = 'none' THEN NULL"
+        " WHEN s.ip = 'truncated' THEN mailstats_ip_prefix(f.ip) ELSE f.ip END",
+        "useragent": f"CASE WHEN {cleared} OR s.useragent = 'parsed' THEN NULL"
+        " ELSE f.useragent END",
+    }
+    values = ", ".join(shown.get(name, f"f.{name}") for name in names)
+    joins = (
+        " LEFT JOIN account_settings s ON s.account_id = f.account_id"
+        " LEFT JOIN destinations c ON c.id = f.destination_id AND c.cleared_at IS NOT NULL"
+    )
+    return values, joins
 
 
 @functools.lru_cache(maxsize=64)
@@ -389,7 +416,7 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
         if source
         else ""
     )
-    values = ", ".join(f"f.{name}" for name in names)
+    values, private = _private(names)  # the values as privacy leaves them, last
     group = "kind, destination_id, link_id"
     retry = f"a.kind = {DELIVERIES.code} AND a.attempts > 1"
     retries, flagged, join = "0, 0", "", ""
@@ -419,10 +446,10 @@ WITH {batch}, fresh AS (
 ), added AS (
     INSERT INTO events ({listed}, first)
     SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END
-    FROM fresh f LEFT JOIN won w ON w.n = f.n
+    FROM fresh f LEFT JOIN won w ON w.n = f.n{private}
     ORDER BY f.n
     RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts, device,
-        useragent{flagged}
+        client, os{flagged}
 ), counted AS (
     INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id,
         n, firsts, min_ts, max_ts, retries, retried)
@@ -446,12 +473,12 @@ WITH {batch}, fresh AS (
     ON CONFLICT (account_id, link_id) DO UPDATE SET
         n = t.n + excluded.n, firsts = t.firsts + excluded.firsts
 ), per_client AS (
-    INSERT INTO client_counts AS t (account_id, emailing_id, device, useragent, n, firsts)
-    SELECT account_id, emailing_id, coalesce(device, ''), coalesce(useragent, ''), count(*),
-        sum(first)
+    INSERT INTO client_counts AS t (account_id, emailing_id, device, client, os, n, firsts)
+    SELECT account_id, emailing_id, coalesce(device, ''), coalesce(client, ''), coalesce(os, ''),
+        count(*), sum(first)
     FROM added WHERE kind = {IMPRESSIONS.code}
-    GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(useragent, '')
-    ON CONFLICT (account_id, emailing_id, device, useragent) DO UPDATE SET
+    GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(client, ''), coalesce(os, '')
+    ON CONFLICT (account_id, emailing_id, device, client, os) DO UPDATE SET
         n = t.n + excluded.n, firsts = t.firsts + excluded.firsts
 ), reach AS (
     -- recipients clicking for the first time: `clickers` as it was before this statement

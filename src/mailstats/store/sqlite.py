@@ -17,6 +17,7 @@ from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import SQLiteCapture
 from mailstats.store.derive import Derived
 from mailstats.store.events import event_row
+from mailstats.store.privacy import ip_prefix
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -52,6 +53,8 @@ class SQLiteBackend(Backend):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         for pragma in _PRAGMAS:
             conn.execute(pragma)
+        # `ip=truncated` (PostgreSQL has the same function, made by its 0009 migration)
+        conn.create_function("mailstats_ip_prefix", 1, ip_prefix, deterministic=True)
         self._connections.append(conn)
         return conn
 
@@ -133,6 +136,8 @@ class SQLiteBackend(Backend):
             for statement in batch.IDS_RANKED[:-1]:
                 cur.execute(statement)
             cur.execute(batch.IDS_RANKED[-1], (stored,))
+        for statement in batch.PRIVACY:  # last before the insert: see sqlite_batch.PRIVACY
+            cur.execute(statement)
         bits = self.block_bits()
         for statement in batch.DERIVE:
             cur.execute(statement.format(bits=bits))

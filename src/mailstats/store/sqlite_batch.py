@@ -101,15 +101,17 @@ DERIVE = (
     WHERE link_id IN (SELECT b.link_id FROM temp.batch b JOIN firsts f
         ON (b.kind, b.destination_id, b.link_id) = (f.kind, f.destination_id, f.link_id)
         WHERE b.first = 1 AND b.kind = {CLICKS.code})""",
-    f"""INSERT INTO client_counts (account_id, emailing_id, device, useragent, n, firsts)
-    SELECT b.account_id, b.emailing_id, coalesce(e.device, ''), coalesce(e.useragent, ''), 0,
+    f"""INSERT INTO client_counts (account_id, emailing_id, device, client, os, n, firsts)
+    SELECT b.account_id, b.emailing_id, coalesce(e.device, ''), coalesce(e.client, ''),
+        coalesce(e.os, ''), 0,
         -count(*)
     FROM firsts f JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
         = (f.kind, f.destination_id, f.link_id)
     JOIN events e ON e.id = f.event_id
     WHERE b.first = 1 AND b.kind = {IMPRESSIONS.code}
-    GROUP BY b.account_id, b.emailing_id, coalesce(e.device, ''), coalesce(e.useragent, '')
-    ON CONFLICT (account_id, emailing_id, device, useragent) DO UPDATE SET
+    GROUP BY b.account_id, b.emailing_id, coalesce(e.device, ''), coalesce(e.client, ''),
+        coalesce(e.os, '')
+    ON CONFLICT (account_id, emailing_id, device, client, os) DO UPDATE SET
         firsts = firsts + excluded.firsts""",
     """UPDATE events SET first = 0 WHERE id IN (SELECT f.event_id FROM firsts f
         JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
@@ -146,12 +148,12 @@ DERIVE = (
     WHERE kind = {CLICKS.code} GROUP BY account_id, link_id, emailing_id
     ON CONFLICT (account_id, link_id) DO UPDATE SET
         n = n + excluded.n, firsts = firsts + excluded.firsts""",
-    f"""INSERT INTO client_counts (account_id, emailing_id, device, useragent, n, firsts)
-    SELECT account_id, emailing_id, coalesce(device, ''), coalesce(useragent, ''), count(*),
-        sum(first)
+    f"""INSERT INTO client_counts (account_id, emailing_id, device, client, os, n, firsts)
+    SELECT account_id, emailing_id, coalesce(device, ''), coalesce(client, ''), coalesce(os, ''),
+        count(*), sum(first)
     FROM temp.batch WHERE kind = {IMPRESSIONS.code}
-    GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(useragent, '')
-    ON CONFLICT (account_id, emailing_id, device, useragent) DO UPDATE SET
+    GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(client, ''), coalesce(os, '')
+    ON CONFLICT (account_id, emailing_id, device, client, os) DO UPDATE SET
         n = n + excluded.n, firsts = firsts + excluded.firsts""",
     # recipients clicking for the first time (any link), counted before they are kept
     f"""INSERT INTO reach_counts (account_id, emailing_id, kind, n)
@@ -163,4 +165,22 @@ DERIVE = (
     ON CONFLICT (account_id, emailing_id, kind) DO UPDATE SET n = n + excluded.n""",
     f"""INSERT OR IGNORE INTO clickers (account_id, destination_id)
     SELECT account_id, destination_id FROM temp.batch WHERE kind = {CLICKS.code}""",
+)
+
+# Privacy (store/privacy.py), the last change to the batch before its rows go into events:
+# anything derived from the full address or user agent must run before it. An account's
+# `ip` and `useragent` modes, then nothing at all for a destination whose personal data was
+# cleared (erased, or past its retention) and that is still being clicked.
+PRIVACY = (
+    """UPDATE temp.batch SET
+        ip = CASE s.ip WHEN 'none' THEN NULL
+            WHEN 'truncated' THEN mailstats_ip_prefix(batch.ip) ELSE batch.ip END,
+        useragent = CASE s.useragent WHEN 'parsed' THEN NULL ELSE batch.useragent END
+    FROM account_settings s
+    WHERE s.account_id = batch.account_id AND (s.ip <> 'full' OR s.useragent <> 'full')
+      AND (batch.ip IS NOT NULL OR batch.useragent IS NOT NULL)""",
+    """UPDATE temp.batch SET ip = NULL, useragent = NULL
+    WHERE (ip IS NOT NULL OR useragent IS NOT NULL) AND destination_id IN
+        (SELECT id FROM destinations WHERE cleared_at IS NOT NULL
+         AND id IN (SELECT destination_id FROM temp.batch))""",
 )

@@ -44,3 +44,48 @@ def device(useragent: str) -> str:
     if os_family in _DESKTOP_OS or os_family.startswith("Windows"):
         return "desktop"
     return "unknown"
+
+
+@functools.lru_cache(maxsize=8192)
+def client(useragent: str) -> tuple[str, str]:
+    """(mail client or browser, operating system) a user agent names, as the dashboard's
+    clients chart groups opens.
+
+    >>> client("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
+    ('Firefox', 'Linux')
+    """
+    if not useragent:
+        return "Unknown", "Unknown"
+    if "GoogleImageProxy" in useragent or "ggpht.com" in useragent:
+        return "Gmail image proxy", "Unknown"
+    if "YahooMailProxy" in useragent:
+        return "Yahoo image proxy", "Unknown"
+    if "Microsoft Outlook" in useragent or "MSOffice" in useragent:
+        return "Outlook", "Windows"
+    result = ua_parser.parse(useragent)
+    agent = result.user_agent.family if result.user_agent else "Other"
+    system = result.os.family if result.os else "Other"
+    if agent == "Other" and "AppleWebKit" in useragent and system in ("iOS", "Mac OS X"):
+        agent = "Apple Mail"
+    return agent, system
+
+
+def names(useragent: str) -> tuple[str, str | None, str | None]:
+    """(device class, OS, client) of a user agent: what `useragent=parsed` keeps (none of
+    them for an empty agent).
+
+    >>> names("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
+    ('desktop', 'Linux', 'Firefox')
+    """
+    if not useragent:
+        return "unknown", None, None
+    agent, system = client(useragent)
+    return device(useragent), system, agent
+
+
+def hit_values(
+    ip: str | None, useragent: str
+) -> tuple[str | None, str, str, str | None, str | None]:
+    """A tracking hit's columns (clicks, impressions, unsubscribes alike): ip, user agent,
+    device class, OS and client."""
+    return (ip, useragent, *names(useragent))

@@ -15,7 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mailstats.errors import MailstatsError
 from mailstats.settings import Settings
-from mailstats.store import Store, open_store
+from mailstats.store import Store, open_store, privacy
 from mailstats.store.derive import Indexer
 from mailstats.store.writer import Writer
 from mailstats.tracking.tokens import Signer
@@ -27,8 +27,10 @@ from mailstats.web.api import (
     events,
     ingest,
     statistics,
+    subjects,
     suppressions,
 )
+from mailstats.web.api import settings as settings_api
 from mailstats.web.context import State
 from mailstats.web.limits import RateLimiter
 from mailstats.web.tracking import Tracker
@@ -54,6 +56,10 @@ ROUTES = [
     Route(f"{V2}/events", ingest.bulk, methods=["POST"]),
     Route(f"{V2}/reports", ingest.report_mail, methods=["POST"]),
     Route(f"{V2}/reports/sns", ingest.report_sns, methods=["POST"]),
+    Route(f"{V2}/settings", settings_api.get, methods=["GET"]),
+    Route(f"{V2}/settings", settings_api.put, methods=["PUT"]),
+    Route(f"{V2}/subject", subjects.get, methods=["GET"]),
+    Route(f"{V2}/subject", subjects.delete, methods=["DELETE"]),
     Route(f"{V2}/suppressions", suppressions.list_all, methods=["GET"]),
     Route(f"{V2}/suppressions/{{email}}", suppressions.delete, methods=["DELETE"]),
     Route(f"{V2}/emailing/{{id}}", emailings.get_one, methods=["GET"]),
@@ -83,6 +89,7 @@ class App:
         )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         self.indexer = Indexer(self.store.backend)
+        self.retention = privacy.Retention(self.store, settings.retention_interval)
         writer = Writer(
             self.store.capture_events,
             settings.spool_path,
@@ -134,6 +141,7 @@ class App:
             return
         self._closed = True
         self.state.writer.close()
+        self.retention.close()
         self.indexer.close()
         if self.owns_store:
             self.store.close()

@@ -7,7 +7,6 @@ preset counted from the day of the emailing's first event; buckets are local hou
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,12 +14,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import ua_parser
-
 from mailstats.errors import InvalidParameter
 from mailstats.kinds import CLICKS, ERRORS, IMPRESSIONS, KINDS
 from mailstats.store import Emailing, Scope, Store
 from mailstats.store.charts import edges
+from mailstats.tracking.devices import client
 
 PRESETS = {"1d": 1, "3d": 3, "7d": 7, "30d": 30}
 MAX_BUCKETS = 24 * 62  # two months of hours
@@ -169,34 +167,18 @@ def links(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=4096)
-def client(useragent: str) -> tuple[str, str]:
-    """(mail client or browser, operating system) a user agent names."""
-    if not useragent:
-        return "Unknown", "Unknown"
-    if "GoogleImageProxy" in useragent or "ggpht.com" in useragent:
-        return "Gmail image proxy", "Unknown"
-    if "YahooMailProxy" in useragent:
-        return "Yahoo image proxy", "Unknown"
-    if "Microsoft Outlook" in useragent or "MSOffice" in useragent:
-        return "Outlook", "Windows"
-    result = ua_parser.parse(useragent)
-    agent = result.user_agent.family if result.user_agent else "Other"
-    system = result.os.family if result.os else "Other"
-    if agent == "Other" and "AppleWebKit" in useragent and system in ("iOS", "Mac OS X"):
-        agent = "Apple Mail"
-    return agent, system
-
-
 def clients(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
     """Opens by device and by mail client."""
     begin, end = window(rng)
     devices: dict[str, list[int]] = {}
     agents: dict[tuple[str, str], list[int]] = {}
-    for device, useragent, total, unique in store.charts.clients(scope, IMPRESSIONS, begin, end):
+    rows = store.charts.clients(scope, IMPRESSIONS, begin, end)
+    for device, useragent, name, system, total, unique in rows:
+        # an agent no longer kept (useragent=parsed, retention): the names parsed at capture
+        named = (name, system or "Other") if name and not useragent else client(useragent)
         for counts in (
             devices.setdefault(device or "unknown", [0, 0]),
-            agents.setdefault(client(useragent), [0, 0]),
+            agents.setdefault(named, [0, 0]),
         ):
             counts[0] += total
             counts[1] += unique

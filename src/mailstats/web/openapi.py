@@ -22,14 +22,16 @@ from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.reports import REASONS
-from mailstats.web import openapi_charts, ops
+from mailstats.web import openapi_charts, openapi_privacy, ops
 from mailstats.web.api import (
     charts,
     destinations,
     emailings,
     events,
     ingest,
+    settings,
     statistics,
+    subjects,
     suppressions,
 )
 from mailstats.web.errors import JSON
@@ -273,6 +275,7 @@ SCHEMAS: dict[str, Schema] = {
     **{f"Reported{name.title()}": reported(KINDS[name]) for name in REPORTED},
     **{f"{name.title()}Item": item(kind) for name, kind in KINDS.items()},
     **openapi_charts.SCHEMAS,
+    **openapi_privacy.SCHEMAS,
 }
 
 # --- parameters and responses ---------------------------------------------------------------
@@ -547,6 +550,22 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
         "Take an address off the suppression list",
         {"204": {"description": "Off the list: later messages reach it."}},
         [_EMAIL_PATH],
+    ),
+    settings.get: _one("The account's privacy settings", _ok(JSON, ref("schemas", "Settings"))),
+    settings.put: _one(
+        "Change privacy settings (for events derived from now on)",
+        _ok(JSON, ref("schemas", "Settings")),
+        body={JSON: {"schema": ref("schemas", "SettingsChange")}},
+    ),
+    subjects.get: _one(
+        "Every stored item about an address (subject access)",
+        _ok(JSON, ref("schemas", "Subject")),
+        [openapi_privacy.EMAIL_QUERY],
+    ),
+    subjects.delete: _one(
+        "Erase an address: personal fields cleared, every event and count kept",
+        _ok(JSON, ref("schemas", "ErasureReceipt")),
+        [openapi_privacy.EMAIL_QUERY],
     ),
     events.list_events: _list_events,
     events.report_event: _report_event,

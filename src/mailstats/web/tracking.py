@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from mailstats.kinds import CLICKS, IMPRESSIONS, UNSUBSCRIBES, Kind
 from mailstats.store import Event
-from mailstats.tracking.devices import device
+from mailstats.tracking.devices import hit_values
 from mailstats.tracking.render import personalise
 from mailstats.tracking.tokens import Purpose
 from mailstats.web import access
@@ -238,7 +238,7 @@ class Tracker:
                owner: tuple[int, int] = (0, 0)) -> Event:  # fmt: skip
         ua = _header(scope, b"user-agent")[:_MAX_UA]
         ip = client_address(scope, self.st.settings.trusted_proxies)
-        values: tuple[Any, ...] = (ip, ua, device(ua)) if kind is IMPRESSIONS else (ip, ua)
+        values: tuple[Any, ...] = hit_values(ip, ua)  # the same five columns for every hit
         return Event(kind, new_key(), int(time.time()), owner[0], owner[1], dest_id, link_id,
                      values)  # fmt: skip
 

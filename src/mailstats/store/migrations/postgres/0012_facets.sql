@@ -1,7 +1,7 @@
 -- Counters the dashboard's emailing page reads instead of the events, kept with every
 -- insert like event_blocks: events and `first` flags per quarter hour (slot = ts / 900,
 -- so buckets of any zone's hours and days add whole slots up), per link (clicks), per
--- device and user agent (impressions), and the recipients with a click (any link).
+-- device class, client and OS parsed at capture (impressions; never the agent itself), and the recipients with a click (any link).
 -- Each is filled from the events already stored.
 CREATE TABLE slot_counts (
     account_id  BIGINT NOT NULL,
@@ -33,15 +33,17 @@ CREATE TABLE client_counts (
     account_id  BIGINT NOT NULL,
     emailing_id BIGINT NOT NULL,
     device      TEXT NOT NULL,
-    useragent   TEXT NOT NULL,
+    client      TEXT NOT NULL,
+    os          TEXT NOT NULL,
     n           BIGINT NOT NULL,
     firsts      BIGINT NOT NULL,
-    PRIMARY KEY (account_id, emailing_id, device, useragent)
+    PRIMARY KEY (account_id, emailing_id, device, client, os)
 );
-INSERT INTO client_counts (account_id, emailing_id, device, useragent, n, firsts)
-SELECT account_id, emailing_id, coalesce(device, ''), coalesce(useragent, ''), count(*), sum(first)
+INSERT INTO client_counts (account_id, emailing_id, device, client, os, n, firsts)
+SELECT account_id, emailing_id, coalesce(device, ''), coalesce(client, ''), coalesce(os, ''),
+    count(*), sum(first)
 FROM events WHERE kind = 2
-GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(useragent, '');
+GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(client, ''), coalesce(os, '');
 
 CREATE TABLE clickers (
     account_id     BIGINT NOT NULL,
