@@ -60,6 +60,14 @@ FACETS = {
         " GROUP BY account_id, emailing_id, coalesce(device, ''), coalesce(client, ''),"
         " coalesce(os, '') ORDER BY 1, 2, 3, 4, 5",
     ),
+    "bounces": (
+        "SELECT account_id, emailing_id, errortype, errorcode, n, destinations FROM bounce_counts"
+        " ORDER BY 1, 2, 3, 4",
+        "SELECT account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, ''),"
+        " count(*), count(DISTINCT destination_id) FROM events WHERE kind = 4"
+        " GROUP BY account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '')"
+        " ORDER BY 1, 2, 3, 4",
+    ),
     "clickers": (
         "SELECT account_id, emailing_id, kind, n FROM reach_counts ORDER BY 1, 2, 3",
         "SELECT account_id, emailing_id, 1, count(DISTINCT destination_id) FROM events"
@@ -244,7 +252,10 @@ def test_a_database_from_before_the_dashboard_counters_gets_them_from_its_events
 ) -> None:
     fill(store, seed=31, batches=12)
     with store.backend.transaction() as cur:
-        for table in ("slot_counts", "link_counts", "client_counts", "clickers", "reach_counts"):
+        for table in (
+            "slot_counts", "link_counts", "client_counts", "clickers", "reach_counts",
+            "bounce_counts", "bouncers",
+        ):  # fmt: skip
             cur.execute(f"DROP TABLE {table}")
         cur.execute("DELETE FROM schema_migrations WHERE name LIKE '0012%'")
     store.close()

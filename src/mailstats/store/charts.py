@@ -252,7 +252,17 @@ class Charts:
     def bounces(
         self, scope: Scope, errors: Kind, begin: int | None = None, end: int | None = None
     ) -> list[tuple[str, str, int, int]]:
-        """(error type, code, bounces, destinations) of the emailing, most frequent first."""
+        """(error type, code, bounces, destinations) of the emailing, most frequent first
+        (over all time: from bounce_counts)."""
+        if begin is None and end is None:
+            q = self._query()
+            q.add("account_id = ?", scope.account_id)
+            q.add("emailing_id = ?", scope.emailing_id)
+            sql = (
+                "SELECT errortype, errorcode, n, destinations FROM bounce_counts"
+                f" WHERE {q.where} ORDER BY n DESC, 1, 2"
+            )
+            return [(t, c, int(n), int(d)) for t, c, n, d in self.backend.fetch(sql, q.args)]
         q = self._emailing_events(scope, errors, begin, end)
         sql = (
             "SELECT coalesce(e.errortype, ''), coalesce(e.errorcode, ''), count(*),"

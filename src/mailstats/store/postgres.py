@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
-from mailstats.kinds import CLICKS, DELIVERIES, IMPRESSIONS, KINDS
+from mailstats.kinds import CLICKS, DELIVERIES, ERRORS, IMPRESSIONS, KINDS
 from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import PostgresCapture
@@ -449,7 +449,7 @@ WITH {batch}, fresh AS (
     FROM fresh f LEFT JOIN won w ON w.n = f.n{private}
     ORDER BY f.n
     RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts, device,
-        client, os{flagged}
+        client, os, errortype, errorcode{flagged}
 ), counted AS (
     INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id,
         n, firsts, min_ts, max_ts, retries, retried)
@@ -491,6 +491,23 @@ WITH {batch}, fresh AS (
 ), clicked AS (
     INSERT INTO clickers (account_id, destination_id)
     SELECT DISTINCT account_id, destination_id FROM added WHERE kind = {CLICKS.code}
+    ON CONFLICT DO NOTHING
+), bounced AS (
+    -- bounces per type and code, and the recipients each reached for the first time
+    INSERT INTO bounce_counts AS t (account_id, emailing_id, errortype, errorcode, n,
+        destinations)
+    SELECT account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, ''), count(*),
+        count(DISTINCT destination_id) FILTER (WHERE NOT EXISTS (SELECT FROM bouncers x
+            WHERE (x.account_id, x.destination_id, x.errortype, x.errorcode) = (a.account_id,
+                a.destination_id, coalesce(a.errortype, ''), coalesce(a.errorcode, ''))))
+    FROM added a WHERE kind = {ERRORS.code}
+    GROUP BY account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '')
+    ON CONFLICT (account_id, emailing_id, errortype, errorcode) DO UPDATE SET
+        n = t.n + excluded.n, destinations = t.destinations + excluded.destinations
+), bouncing AS (
+    INSERT INTO bouncers (account_id, destination_id, errortype, errorcode)
+    SELECT DISTINCT account_id, destination_id, coalesce(errortype, ''), coalesce(errorcode, '')
+    FROM added WHERE kind = {ERRORS.code}
     ON CONFLICT DO NOTHING
 ), keys AS (
     INSERT INTO event_keys (key, event_id, ts) SELECT key, id, ts FROM added

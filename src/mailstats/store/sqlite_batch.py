@@ -7,7 +7,7 @@ insert, so flags and counters are computed from the staged rows alone.
 
 from __future__ import annotations
 
-from mailstats.kinds import CLICKS, DELIVERIES, IMPRESSIONS, KINDS
+from mailstats.kinds import CLICKS, DELIVERIES, ERRORS, IMPRESSIONS, KINDS
 from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS
 
 _VALUES = ", ".join(VALUE_COLUMNS)
@@ -165,6 +165,20 @@ DERIVE = (
     ON CONFLICT (account_id, emailing_id, kind) DO UPDATE SET n = n + excluded.n""",
     f"""INSERT OR IGNORE INTO clickers (account_id, destination_id)
     SELECT account_id, destination_id FROM temp.batch WHERE kind = {CLICKS.code}""",
+    # bounces per type and code, and the recipients each reached (counted before kept)
+    f"""INSERT INTO bounce_counts (account_id, emailing_id, errortype, errorcode, n, destinations)
+    SELECT account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, ''), count(*),
+        count(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM bouncers x
+            WHERE (x.account_id, x.destination_id, x.errortype, x.errorcode) = (b.account_id,
+                b.destination_id, coalesce(b.errortype, ''), coalesce(b.errorcode, '')))
+            THEN destination_id END)
+    FROM temp.batch b WHERE kind = {ERRORS.code}
+    GROUP BY account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '')
+    ON CONFLICT (account_id, emailing_id, errortype, errorcode) DO UPDATE SET
+        n = n + excluded.n, destinations = destinations + excluded.destinations""",
+    f"""INSERT OR IGNORE INTO bouncers (account_id, destination_id, errortype, errorcode)
+    SELECT account_id, destination_id, coalesce(errortype, ''), coalesce(errorcode, '')
+    FROM temp.batch WHERE kind = {ERRORS.code}""",
 )
 
 # Privacy (store/privacy.py), the last change to the batch before its rows go into events:

@@ -1,7 +1,9 @@
 -- Counters the dashboard's emailing page reads instead of the events, kept with every
 -- insert like event_blocks: events and `first` flags per quarter hour (slot = ts / 900,
 -- so buckets of any zone's hours and days add whole slots up), per link (clicks), per
--- device class, client and OS parsed at capture (impressions; never the agent itself), and the recipients with a click (any link).
+-- device class, client and OS parsed at capture (impressions; never the agent itself),
+-- bounces per error type and code with the recipients they reached, and the recipients with
+-- a click (any link).
 -- Each is filled from the events already stored.
 CREATE TABLE slot_counts (
     account_id  BIGINT NOT NULL,
@@ -63,3 +65,28 @@ CREATE TABLE reach_counts (
 INSERT INTO reach_counts (account_id, emailing_id, kind, n)
 SELECT account_id, emailing_id, 1, count(DISTINCT destination_id) FROM events WHERE kind = 1
 GROUP BY account_id, emailing_id;
+
+CREATE TABLE bounce_counts (
+    account_id   BIGINT NOT NULL,
+    emailing_id  BIGINT NOT NULL,
+    errortype    TEXT NOT NULL,
+    errorcode    TEXT NOT NULL,
+    n            BIGINT NOT NULL,
+    destinations BIGINT NOT NULL,
+    PRIMARY KEY (account_id, emailing_id, errortype, errorcode)
+);
+CREATE TABLE bouncers (
+    account_id     BIGINT NOT NULL,
+    destination_id BIGINT NOT NULL,
+    errortype      TEXT NOT NULL,
+    errorcode      TEXT NOT NULL,
+    PRIMARY KEY (account_id, destination_id, errortype, errorcode)
+);
+INSERT INTO bouncers (account_id, destination_id, errortype, errorcode)
+SELECT DISTINCT account_id, destination_id, coalesce(errortype, ''), coalesce(errorcode, '')
+FROM events WHERE kind = 4;
+INSERT INTO bounce_counts (account_id, emailing_id, errortype, errorcode, n, destinations)
+SELECT account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, ''), count(*),
+    count(DISTINCT destination_id)
+FROM events WHERE kind = 4
+GROUP BY account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '');
