@@ -111,3 +111,11 @@ DERIVE = (
         retries = retries + excluded.retries, retried = retried + excluded.retried,
         min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)""",
 )
+
+# The webhook outbox: each new event's ID for every endpoint of its account that takes its
+# kind, in the transaction that makes it visible (see mailstats.webhooks).
+OUTBOX = """
+INSERT INTO webhook_outbox (webhook_id, event_id)
+SELECT w.id, b.id FROM temp.batch b JOIN webhooks w ON w.account_id = b.account_id
+WHERE ((w.kinds >> b.kind) & 1) = 1
+"""

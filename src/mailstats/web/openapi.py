@@ -22,7 +22,7 @@ from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.reports import REASONS
-from mailstats.web import openapi_charts, ops
+from mailstats.web import openapi_charts, openapi_webhooks, ops
 from mailstats.web.api import (
     charts,
     destinations,
@@ -31,6 +31,7 @@ from mailstats.web.api import (
     ingest,
     statistics,
     suppressions,
+    webhooks,
 )
 from mailstats.web.errors import JSON
 
@@ -273,6 +274,7 @@ SCHEMAS: dict[str, Schema] = {
     **{f"Reported{name.title()}": reported(KINDS[name]) for name in REPORTED},
     **{f"{name.title()}Item": item(kind) for name, kind in KINDS.items()},
     **openapi_charts.SCHEMAS,
+    **openapi_webhooks.SCHEMAS,
 }
 
 # --- parameters and responses ---------------------------------------------------------------
@@ -548,6 +550,10 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
         {"204": {"description": "Off the list: later messages reach it."}},
         [_EMAIL_PATH],
     ),
+    **{
+        getattr(webhooks, name): builder
+        for name, builder in openapi_webhooks.builders(_one, _ok, _page, PAGING).items()
+    },
     events.list_events: _list_events,
     events.report_event: _report_event,
     document: _document,
