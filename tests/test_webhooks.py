@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from standardwebhooks.webhooks import Webhook as Verifier
 from starlette.testclient import TestClient
 
+from mailstats.cli import cli
 from mailstats.settings import Settings
 from mailstats.store import open_store
 from mailstats.web.app import App
@@ -411,3 +414,44 @@ def test_a_receiver_down_for_a_while_gets_every_event_in_order_when_back(
             )
     assert list(dict.fromkeys(arrived)) == listed  # every event, in order
     assert len(arrived) > len(listed)  # the two lost answers were sent again
+
+
+def test_the_cli_adds_lists_shows_deliveries_replays_and_removes(
+    app: App, http: TestClient, token: str, m: Mailing, push: Settings, receiver: Receiver,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    config = tmp_path / "mailstats.toml"
+    config.write_text('webhook_allowed_networks = ["127.0.0.1/32"]\n')
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(
+            cli, ["webhook", *args, "--account", "acme", "--db", push.db, "--config", str(config)]
+        )
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    refused = CliRunner().invoke(cli, ["webhook", "add", "https://10.0.0.1/", "--account", "acme",
+                                       "--db", push.db])  # fmt: skip
+    assert refused.exit_code == 1 and "private" in refused.output
+    webhook_id, secret = run("add", receiver.url, "--kind", "clicks").split()
+    assert secret.startswith("whsec_")
+    insert_clicks(app, m.destinations[0], m.links[0], [T0, T0 + 1])
+    listed = run("list")
+    assert listed.startswith(f"{webhook_id}\tenabled\t{receiver.url}\tclicks\tbots=include\t")
+    assert "pending=2" in listed and secret not in listed
+    dispatcher = Dispatcher(app.store, push, start=False)
+    try:
+        drained(app, dispatcher)
+        ids = [int(i["ID"]) for i in page(http, token, "ms/clicks")["data"]]
+        assert run("replay", webhook_id, "--since-id", str(ids[0])) == (
+            f"Queued 1 events for webhook {webhook_id}.\n"
+        )
+        drained(app, dispatcher)
+    finally:
+        dispatcher.close()
+    assert [int(i["ID"]) for i in verified(secret, receiver)] == [*ids, ids[1]]
+    shown = run("deliveries", webhook_id).splitlines()
+    assert len(shown) == 2 and all("\t200\t" in line for line in shown)
+    assert f"\t{ids[1]}-{ids[1]}\t" in shown[0]
+    assert run("remove", webhook_id) == f"Removed webhook {webhook_id}.\n"
+    assert run("list") == ""

@@ -18,6 +18,7 @@ from mailstats.cli import (
     tokens,
     users,
     watch,
+    webhooks,
 )
 
 
@@ -40,6 +41,7 @@ cli.add_command(relay.relay)
 cli.add_command(suppressions.suppressions)
 cli.add_command(users.user)
 cli.add_command(stats.stats)
+cli.add_command(webhooks.webhook)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from mailstats.kinds import KINDS
 from mailstats.store.webhooks import BOTS
+from mailstats.webhooks.network import MAX_URL, NAME, PATH, PORT, QUERY
 
 Schema = dict[str, Any]
 Builder = Callable[[str, str], Iterator[tuple[str, Schema]]]
@@ -16,14 +17,15 @@ ID = {"type": "string", "pattern": "^[1-9][0-9]*$"}
 EVENT_ID = {"type": "string", "pattern": "^(?:0|[1-9][0-9]*)$"}
 TIME = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}$"}
 COUNT = {"type": "integer", "minimum": 0}
-# What the document promises is accepted: a host name (never an address, which the rules
-# may refuse), so every URL of this form is taken and checked again when delivered to.
+# Exactly what is taken where no network is listed: https and a host name (checked again,
+# after DNS, when delivered to).
 URL = {
     "type": "string",
-    "maxLength": 300,
-    "pattern": "^https://[a-z][a-z0-9-]{0,30}(?:\\.[a-z][a-z0-9-]{0,30}){1,4}(?:/[A-Za-z0-9_.-]{0,40}){0,4}$",
+    "maxLength": MAX_URL,
+    "pattern": f"^https://{NAME}{PORT}{PATH}{QUERY}$",
     "description": "https, unless webhook_allowed_networks lists its addresses; private, "
-    "loopback and link-local addresses are refused unless listed (checked at every connection).",
+    "loopback and link-local addresses are refused unless listed (checked at every "
+    "connection). An address in place of the name must be listed.",
 }
 KIND_NAMES = {"type": "string", "enum": list(KINDS)}
 
@@ -42,7 +44,7 @@ SCHEMAS: dict[str, Schema] = {
         **_object(
             {
                 "url": URL,
-                "kinds": {"type": "array", "items": KIND_NAMES, "minItems": 1, "maxItems": 6},
+                "kinds": {"type": "array", "items": KIND_NAMES, "minItems": 1, "uniqueItems": True},
                 "bots": {"type": "string", "enum": list(BOTS)},
             },
             required=["url"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -56,33 +57,45 @@ def refusal(address: Address, scheme: str, allowed: Sequence[Network]) -> str | 
     return None
 
 
+# The parts of a URL that may follow the host (the OpenAPI document uses the same).
+PORT = (
+    "(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+)
+PATH = "(?:/[A-Za-z0-9._~%!$&'()*+,;=:@-]*)*"
+QUERY = "(?:\\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?"
+# A host name: dot-separated labels, the last one starting with a letter (never an address).
+NAME = "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_URL = re.compile(f"^(https?)://({NAME}|[0-9.]+|\\[[0-9A-Fa-f:.]+\\]){PORT}{PATH}{QUERY}$")
+
+
 def check_url(url: str, allowed: Sequence[Network]) -> None:
     """Refuse (InvalidParameter) a URL that can never be delivered to, when it is added.
 
-    A host name is checked again at every connection, after DNS.
+    A host name is checked again at every connection, after DNS. An address in place of a
+    name must be in `allowed` (a receiver outside has a name).
     """
-    if not isinstance(url, str) or not url or len(url) > MAX_URL:
+    if not isinstance(url, str) or len(url) > MAX_URL:
         raise InvalidParameter(f"Parameter 'url' must be a URL of at most {MAX_URL} characters")
-    if not url.isascii() or any(c.isspace() or ord(c) < 32 for c in url):
-        raise InvalidParameter("Parameter 'url' must be ASCII without spaces")
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        raise InvalidParameter("Parameter 'url' has an invalid port") from None
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    match = _URL.fullmatch(url)
+    if match is None:
+        if url.startswith(("https://", "http://")):
+            raise InvalidParameter("Parameter 'url' is not a valid URL (a user name, a password "
+                                   "or a fragment are not taken either)")  # fmt: skip
         raise InvalidParameter("Parameter 'url' must be an https:// URL")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidParameter("Parameter 'url' may not hold a user name or password")
-    if port == 0:
-        raise InvalidParameter("Parameter 'url' has an invalid port")
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        if parts.scheme == "http" and not allowed:
+    scheme, host = match[1], match[2].strip("[]")
+    if not host[-1:].isdigit() and ":" not in host:  # a name
+        if scheme == "http" and not allowed:
             raise InvalidParameter("Parameter 'url' must be an https:// URL") from None
         return
-    reason = refusal(address, parts.scheme, allowed)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise InvalidParameter(f"Parameter 'url' names no valid host: {host}") from None
+    reason = refusal(address, scheme, allowed)
+    if reason is None and not any(
+        address in net for net in allowed if net.version == address.version
+    ):
+        reason = "an address in place of a name must be in webhook_allowed_networks"
     if reason is not None:
         raise InvalidParameter(f"Parameter 'url' is refused: {reason}")
 

@@ -71,12 +71,15 @@ def new_webhook(data: Any) -> tuple[str, list[str], str]:
         not isinstance(kinds, list)
         or not kinds
         or not all(isinstance(k, str) and k in KINDS for k in kinds)
+        or len(set(kinds)) != len(kinds)
     ):
-        raise InvalidParameter(f"Invalid value for parameter 'kinds': a list of {', '.join(KINDS)}")
+        raise InvalidParameter(
+            f"Invalid value for parameter 'kinds': a list of {', '.join(KINDS)}, each once"
+        )
     bots = body.get("bots", "include")
     if bots not in BOTS:
         raise InvalidParameter("Invalid value for parameter 'bots': use include or exclude")
-    return url, list(dict.fromkeys(kinds)), bots
+    return url, kinds, bots
 
 
 async def create(request: Request) -> Response:
@@ -146,6 +149,8 @@ async def deliveries(request: Request) -> Response:
 
 
 def since_id(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        value = int(value)  # JSON's 12.0 is an integer too
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:

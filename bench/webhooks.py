@@ -1,0 +1,154 @@
+"""Webhook throughput: events pushed in signed batches by the dispatcher, against a ceiling of
+the same receiver fed by a plain loop of POSTs (one event each, one kept-alive connection).
+
+The receiver runs in a process of its own on loopback (tests/receiver.py) and counts what it
+gets. The events are stored first (their outbox rows with them, as the derive step writes
+them), then the dispatcher's rounds are timed until the outbox is empty.
+
+    .venv/bin/python bench/webhooks.py --backend sqlite --events 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+from relay import drop_postgres, free_port, fresh_postgres, wait_listening  # noqa: E402
+from results import Goal, Result, emit  # noqa: E402
+
+from mailstats.kinds import CLICKS  # noqa: E402
+from mailstats.settings import load  # noqa: E402
+from mailstats.store import Event, open_store  # noqa: E402
+
+GOAL = Goal("value", ">=", 5000, "events/s")
+ROUNDS = 3
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0.0.0"
+
+
+def serve_receiver(port: int) -> None:
+    """The receiver, in its own process: counts events until SIGTERM, then prints them."""
+    from tests.receiver import Receiver
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    receiver = Receiver(port=port).start()
+    stop.wait()
+    receiver.stop()
+    print(sum(len(r.items) for r in receiver.received), flush=True)
+
+
+def plain_loop(port: int, items: list[bytes]) -> float:
+    """Seconds to POST each event on its own, one after the other."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    began = time.perf_counter()
+    for body in items:
+        conn.request("POST", "/hook", body, {"content-type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the receiver answered {response.status}")
+    took = time.perf_counter() - began
+    conn.close()
+    return took
+
+
+def measure(backend: str, count: int, db: str | None = None) -> Result:
+    """Batched against plain-loop throughput on `backend`, the median of ROUNDS rounds."""
+    from mailstats.webhooks.dispatcher import Dispatcher
+
+    folder = Path(tempfile.mkdtemp(prefix="mailstats-bench-webhooks-"))
+    made = db is None and backend == "postgres"
+    if db is None:
+        db = (fresh_postgres("mailstats_bench_webhooks") if backend == "postgres"
+              else str(folder / "webhooks.db"))  # fmt: skip
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    receiver = subprocess.Popen([sys.executable, __file__, "--serve-receiver", str(port)],
+                                env=env, stdout=subprocess.PIPE)  # fmt: skip
+    store = open_store(db)
+    settings = load(environ={}, db=db, webhook_allowed_networks="127.0.0.1/32",
+                    webhook_dispatch=False)  # fmt: skip
+    sent = 0
+    try:
+        wait_listening(port, receiver)
+        account = store.ensure_account("bench", "Europe/Amsterdam")
+        emailing_id = store.create_emailing(account.id, subject="Bench", from_name="B",
+                                         from_email="b@example.com",
+                                         html='<a href="https://shop.example/p">p</a>',
+                                         text=None, tags=(), type="mass",
+                                         links=[(9, 31, "https://shop.example/p")])  # fmt: skip
+        dests = store.create_destinations(account.id, emailing_id, [
+            {"email": f"r{n}@example.org", "profile": str(n), "subprofile": None, "fields": {}}
+            for n in range(100)])  # fmt: skip
+        link = store.links(emailing_id)[0].id
+        store.webhooks.create(account.id, f"http://127.0.0.1:{port}/hook", ["clicks"], "include")
+        batched, plain = [], []
+        for k in range(ROUNDS):
+            now = int(time.time())
+            events = [Event(CLICKS, secrets.token_bytes(16), now - n % 600, account.id,
+                            emailing_id, dests[n % len(dests)], link, ("192.0.2.7", UA))
+                      for n in range(count)]  # fmt: skip
+            for at in range(0, count, 5000):
+                store.insert_events(events[at : at + 5000])
+            dispatcher = Dispatcher(store, settings, start=False)
+            began = time.perf_counter()
+            while any(h.pending for h in store.webhooks.all(account.id).rows):
+                dispatcher.step()
+            batched.append(count / (time.perf_counter() - began))
+            dispatcher.close()
+            sent += count
+            # the ceiling: the same items, each posted alone
+            items = [orjson.dumps([{"ID": str(n), "kind": "clicks", "round": k}])
+                     for n in range(count)]  # fmt: skip
+            plain.append(count / plain_loop(port, items))
+            sent += count
+    finally:
+        store.close()
+        receiver.send_signal(signal.SIGTERM)
+        received, _ = receiver.communicate(timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+        if made:
+            drop_postgres("mailstats_bench_webhooks")
+    if int(received or 0) != sent:
+        raise RuntimeError(f"the receiver got {received!r} events, not {sent}")
+    value, ceiling = statistics.median(batched), statistics.median(plain)
+    note = (f"median of {ROUNDS} rounds of {count} clicks in signed batches of "
+            f"{settings.webhook_batch}, built from the events table; ceiling: the same "
+            "receiver fed by a plain loop of one-event POSTs")  # fmt: skip
+    return Result("webhooks", backend, value, "events/s", ceiling, GOAL, note)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--events", type=int, default=20000, help="per round")
+    parser.add_argument("--db", help="database [default: a new one]")
+    parser.add_argument("--serve-receiver", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_receiver:
+        serve_receiver(args.serve_receiver)
+        return
+    result = measure(args.backend, args.events, args.db)
+    emit(result, [])
+    assert result.ceiling is not None
+    print(f"webhooks ({args.backend}): {result.value:.0f} events/s in batches, "
+          f"{result.ceiling:.0f} events/s by a plain loop of POSTs (goal >= {GOAL.limit:.0f})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
