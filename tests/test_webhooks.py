@@ -455,3 +455,23 @@ def test_the_cli_adds_lists_shows_deliveries_replays_and_removes(
     assert f"\t{ids[1]}-{ids[1]}\t" in shown[0]
     assert run("remove", webhook_id) == f"Removed webhook {webhook_id}.\n"
     assert run("list") == ""
+
+
+def test_the_dashboard_shows_each_endpoints_state(
+    app: App, http: TestClient, token: str, m: Mailing, push: Settings, receiver: Receiver
+) -> None:
+    from tests.test_dashboard import sign_in
+
+    webhook_id, _ = add(http, token, receiver.url, kinds=["clicks", "errors"])
+    insert_clicks(app, m.destinations[0], m.links[0], [T0, T0 + 1])
+    receiver.statuses = [500]
+    dispatcher = Dispatcher(app.store, push.replace(webhook_disable_after=1), start=False)
+    try:
+        assert dispatcher.step() == 1
+    finally:
+        dispatcher.close()
+    sign_in(http, token=token)
+    page_html = http.get("/dashboard/").text
+    row = page_html[page_html.index(f'data-webhook="{webhook_id}"') :].split("</tr>")[0]
+    assert receiver.url in row and "clicks, errors" in row
+    assert "disabled since" in row and '<td class="num">2</td>' in row  # two events wait

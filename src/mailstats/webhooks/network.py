@@ -65,6 +65,7 @@ PATH = "(?:/[A-Za-z0-9._~%!$&'()*+,;=:@-]*)*"
 QUERY = "(?:\\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?"
 # A host name: dot-separated labels, the last one starting with a letter (never an address).
 NAME = "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_NAME = re.compile(NAME)
 _URL = re.compile(f"^(https?)://({NAME}|[0-9.]+|\\[[0-9A-Fa-f:.]+\\]){PORT}{PATH}{QUERY}$")
 
 
@@ -83,7 +84,7 @@ def check_url(url: str, allowed: Sequence[Network]) -> None:
                                    "or a fragment are not taken either)")  # fmt: skip
         raise InvalidParameter("Parameter 'url' must be an https:// URL")
     scheme, host = match[1], match[2].strip("[]")
-    if not host[-1:].isdigit() and ":" not in host:  # a name
+    if _NAME.fullmatch(host):
         if scheme == "http" and not allowed:
             raise InvalidParameter("Parameter 'url' must be an https:// URL") from None
         return
@@ -158,6 +159,8 @@ class Sender:
             except OSError as exc:
                 failure = exc
                 continue
+            # headers and body go out at once, not held back for the receiver's ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.scheme != "https":
                 return sock
             context = ssl.create_default_context()
