@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from standardwebhooks.webhooks import Webhook as Verifier
@@ -475,3 +476,30 @@ def test_the_dashboard_shows_each_endpoints_state(
     row = page_html[page_html.index(f'data-webhook="{webhook_id}"') :].split("</tr>")[0]
     assert receiver.url in row and "clicks, errors" in row
     assert "disabled since" in row and '<td class="num">2</td>' in row  # two events wait
+
+
+@pytest.mark.backends("sqlite")
+def test_a_real_server_with_two_workers_pushes_what_its_api_lists(db_url: str) -> None:
+    from tests import server
+
+    env = {"MAILSTATS_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32", "MAILSTATS_WEBHOOK_BACKOFF": "0.05",
+           "MAILSTATS_WEBHOOK_BACKOFF_MAX": "0.2"}  # fmt: skip
+    token = server.make_token(db_url)
+    auth = {"access_token": token}
+    with receiving() as receiver, server.running(db_url, env=env, workers=2) as s:
+        api = f"{s.url}/v2/ms"
+        r = httpx.post(f"{api}/webhooks", params=auth, json={"url": receiver.url})
+        assert r.status_code == 201, r.text
+        secret = r.json()["secret"]
+        r = httpx.post(f"{api}/emailings", params=auth, json={
+            "subject": "Hi", "from_address": {"email": "news@shop.example"}, "html": "<p>x</p>"})  # fmt: skip
+        emailing = r.headers["X-Created"]
+        r = httpx.post(f"{api}/emailing/{emailing}/destinations", params=auth,
+                       json=[{"email": f"r{n}@example.org"} for n in range(3)])  # fmt: skip
+        for destination in r.headers["X-Created"].split(", "):
+            r = httpx.post(f"{api}/destination/{destination}/deliveries", params=auth,
+                           json={"attempts": 1})  # fmt: skip
+            assert r.status_code == 201, r.text
+        until(lambda: len(receiver.ids()) >= 3, lambda: None)
+        listed = httpx.get(f"{api}/deliveries", params=auth).json()["data"]
+    assert verified(secret, receiver) == [{**item, "kind": "deliveries"} for item in listed]
