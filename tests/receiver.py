@@ -40,6 +40,7 @@ class Receiver:
     location: str = ""
     delay: float = 0.0
     close_each: bool = False  # answer with Connection: close
+    answer_body: bytes = b"ok"
     received: list[Received] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
@@ -86,12 +87,12 @@ class Receiver:
                 self.send_response(answer)
                 if 300 <= answer < 400:
                     self.send_header("Location", receiver.location)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(receiver.answer_body)))
                 if receiver.close_each:
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(receiver.answer_body)
 
         server = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
         server.daemon_threads = True

@@ -503,3 +503,29 @@ def test_a_real_server_with_two_workers_pushes_what_its_api_lists(db_url: str) -
         until(lambda: len(receiver.ids()) >= 3, lambda: None)
         listed = httpx.get(f"{api}/deliveries", params=auth).json()["data"]
     assert verified(secret, receiver) == [{**item, "kind": "deliveries"} for item in listed]
+
+
+def test_a_long_answer_is_cut_short_and_the_secret_never_logged(
+    app: App, http: TestClient, token: str, m: Mailing, push: Settings, receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    webhook_id, secret = add(http, token, receiver.url, kinds=["clicks"])
+    insert_clicks(app, m.destinations[0], m.links[0], [T0])
+    receiver.statuses = [500]
+    receiver.answer_body = b"x" * 5_000_000  # more than is ever read
+    dispatcher = Dispatcher(app.store, push, start=False)
+    try:
+        with caplog.at_level("DEBUG"):
+            assert dispatcher.step() == 1
+            receiver.answer_body = b"fine"
+            drained(app, dispatcher)  # on a new connection: the long one was not kept
+    finally:
+        dispatcher.close()
+    tried = attempts(http, token, webhook_id)[::-1]
+    assert [a["status"] for a in tried] == [500, 200]
+    assert tried[0]["error"] == "HTTP 500: " + "x" * 200
+    assert (
+        "webhook %d: attempt 1" not in caplog.text
+        and f"webhook {webhook_id}: attempt 1" in caplog.text
+    )
+    assert secret not in caplog.text and secret.removeprefix("whsec_") not in caplog.text
