@@ -6,6 +6,9 @@ gets. The events are stored first (their outbox rows with them, as the derive st
 them), then the dispatcher's rounds are timed until the outbox is empty.
 
     .venv/bin/python bench/webhooks.py --backend sqlite --events 20000
+
+`--outage 60` instead takes the receiver down for a minute under load and checks that every
+event still arrives, in order and verifiable, duplicates only under their first webhook-id.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import orjson  # noqa: E402
 from relay import drop_postgres, free_port, fresh_postgres, wait_listening  # noqa: E402
 from results import Goal, Result, emit  # noqa: E402
 
-from mailstats.kinds import CLICKS  # noqa: E402
+from mailstats.kinds import CLICKS, IMPRESSIONS  # noqa: E402
 from mailstats.settings import load  # noqa: E402
 from mailstats.store import Event, open_store  # noqa: E402
 
@@ -137,15 +140,102 @@ def measure(backend: str, count: int, db: str | None = None) -> Result:
     return Result("webhooks", backend, value, "events/s", ceiling, GOAL, note)
 
 
+def outage(backend: str, seconds: float, rate: int) -> str:
+    """Clicks stored at `rate` per second for 3 x `seconds` while a running dispatcher pushes
+    them; the receiver is down for the middle third. Checks that every event arrives, in
+    order, each verifiable, duplicates only under their first webhook-id."""
+    from standardwebhooks.webhooks import Webhook as Verifier
+    from tests.receiver import Receiver
+
+    from mailstats.webhooks.dispatcher import Dispatcher
+
+    folder = Path(tempfile.mkdtemp(prefix="mailstats-bench-outage-"))
+    db = (fresh_postgres("mailstats_bench_outage") if backend == "postgres"
+          else str(folder / "outage.db"))  # fmt: skip
+    store = open_store(db)
+    settings = load(environ={}, db=db, webhook_allowed_networks="127.0.0.1/32",
+                    webhook_dispatch=False, webhook_backoff=0.5, webhook_backoff_max=5,
+                    webhook_timeout=2)  # fmt: skip
+    receiver = first = Receiver(port=free_port()).start()
+    try:
+        account = store.ensure_account("bench", "Europe/Amsterdam")
+        emailing_id = store.create_emailing(account.id, subject="Bench", from_name="B",
+                                            from_email="b@example.com", html="<p>x</p>",
+                                            text=None, tags=(), type="mass", links=[])  # fmt: skip
+        dests = store.create_destinations(account.id, emailing_id, [
+            {"email": f"r{n}@example.org", "profile": str(n), "subprofile": None, "fields": {}}
+            for n in range(100)])  # fmt: skip
+        _, secret = store.webhooks.create(account.id, receiver.url, ["impressions"], "include")
+        dispatcher = Dispatcher(store, settings, interval=0.05)
+        stored = 0
+        began = time.monotonic()
+        while (elapsed := time.monotonic() - began) < 3 * seconds:
+            if first is receiver and elapsed >= seconds:
+                receiver.stop()
+                receiver = None  # type: ignore[assignment]
+            if receiver is None and elapsed >= 2 * seconds:
+                receiver = Receiver(port=first.port).start()
+            due = int(elapsed * rate) - stored
+            if due > 0:
+                now = int(time.time())
+                store.insert_events([Event(IMPRESSIONS, secrets.token_bytes(16), now,
+                                           account.id, emailing_id, dests[(stored + n) % 100],
+                                           0, ("192.0.2.7", UA, "desktop"))
+                                     for n in range(due)])  # fmt: skip
+                stored += due
+            time.sleep(0.01)
+        back = time.monotonic()
+        while any(h.pending for h in store.webhooks.all(account.id).rows):
+            time.sleep(0.05)
+        caught_up = time.monotonic() - back
+        dispatcher.close()
+        verifier = Verifier(secret)
+        arrived: list[int] = []
+        first_id: dict[int, str] = {}
+        requests = first.received + receiver.received
+        for got in requests:
+            for item in verifier.verify(got.body, got.headers):
+                event_id = int(item["ID"])
+                arrived.append(event_id)
+                if (
+                    first_id.setdefault(event_id, got.headers["webhook-id"])
+                    != got.headers["webhook-id"]
+                ):
+                    raise RuntimeError(f"event {event_id} came again under another webhook-id")
+        listed = [int(r[0]) for r in store.backend.fetch(
+            "SELECT id FROM events WHERE kind = 2 ORDER BY id")]  # fmt: skip
+        if list(dict.fromkeys(arrived)) != listed:
+            raise RuntimeError("events missing or out of order")
+    finally:
+        store.close()
+        if receiver is not None:
+            receiver.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+        if backend == "postgres":
+            drop_postgres("mailstats_bench_outage")
+    return (
+        f"outage ({backend}): {stored} events at {rate}/s, receiver down {seconds:.0f} s "
+        f"of {3 * seconds:.0f}; all {len(listed)} arrived in order and verified "
+        f"({len(arrived) - len(listed)} duplicates, each under its first webhook-id), "
+        f"{len(requests)} requests, outbox empty {caught_up:.1f} s after the load ended"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--events", type=int, default=20000, help="per round")
     parser.add_argument("--db", help="database [default: a new one]")
+    parser.add_argument("--outage", type=float, metavar="SECONDS",
+                        help="instead: take the receiver down this long under load")  # fmt: skip
+    parser.add_argument("--rate", type=int, default=2000, help="events/s with --outage")
     parser.add_argument("--serve-receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_receiver:
         serve_receiver(args.serve_receiver)
+        return
+    if args.outage:
+        print(outage(args.backend, args.outage, args.rate))
         return
     result = measure(args.backend, args.events, args.db)
     emit(result, [])
