@@ -131,11 +131,11 @@ def test_a_retry_keeps_its_webhook_id_and_waits_longer_each_time(
     webhook_id, secret = add(http, token, receiver.url, kinds=["clicks"])
     insert_clicks(app, m.destinations[0], m.links[0], [T0])
     receiver.statuses = [500, 503]
-    dispatcher = Dispatcher(app.store, push.replace(webhook_backoff=0.5, webhook_backoff_max=2),
+    dispatcher = Dispatcher(app.store, push.replace(webhook_backoff=1.5, webhook_backoff_max=1.5),
                             start=False)  # fmt: skip
     try:
         assert dispatcher.step() == 1
-        assert dispatcher.step() == 0  # not due yet: the first retry waits 0.4 to 0.6 s
+        assert dispatcher.step() == 0  # not due yet: the first retry waits 1.2 to 1.8 s
         shown = hook(http, token, webhook_id)
         assert shown["failures"] == 1 and shown["retry"] is not None
         drained(app, dispatcher)
