@@ -96,6 +96,7 @@ class Receiver:
 
         server = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
         server.daemon_threads = True
+        server.handle_error = lambda request, address: None  # type: ignore[method-assign]  # a sender that hung up
         self.port = server.server_address[1]
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()

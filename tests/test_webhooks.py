@@ -529,3 +529,23 @@ def test_a_long_answer_is_cut_short_and_the_secret_never_logged(
         and f"webhook {webhook_id}: attempt 1" in caplog.text
     )
     assert secret not in caplog.text and secret.removeprefix("whsec_") not in caplog.text
+
+
+def test_a_receiver_too_slow_to_answer_times_out_and_gets_the_batch_again(
+    app: App, http: TestClient, token: str, m: Mailing, push: Settings, receiver: Receiver
+) -> None:
+    webhook_id, secret = add(http, token, receiver.url, kinds=["clicks"])
+    insert_clicks(app, m.destinations[0], m.links[0], [T0])
+    receiver.delay = 1.0
+    dispatcher = Dispatcher(app.store, push.replace(webhook_timeout=0.2), start=False)
+    try:
+        assert dispatcher.step() == 1
+        receiver.delay = 0
+        drained(app, dispatcher)
+    finally:
+        dispatcher.close()
+    tried = attempts(http, token, webhook_id)[::-1]
+    assert [a["status"] for a in tried] == [None, 200]
+    assert tried[0]["error"].startswith("TimeoutError")
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
+    assert len(verified(secret, receiver)) == 2

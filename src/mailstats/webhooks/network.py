@@ -10,11 +10,13 @@ RESPONSE_LIMIT bytes of an answer are read.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import re
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -135,6 +137,7 @@ class Sender:
         self.timeout = timeout
         self.resolver = resolver or system_resolver
         self._conn: _Checked | None = None
+        self._aborted = False
 
     def _open(self) -> socket.socket:
         try:
@@ -173,7 +176,33 @@ class Sender:
         raise failure
 
     def post(self, body: bytes, headers: dict[str, str]) -> Answer:
-        """POST `body`; a connection kept alive that turns out closed is opened again once."""
+        """POST `body`; a connection kept alive that turns out closed is opened again once.
+
+        Each connect and read waits at most `timeout` seconds, and the whole exchange at most
+        twice that: a receiver that answers a byte at a time is cut off too (which keeps an
+        attempt well inside the dispatcher's lease)."""
+        self._aborted = False
+        timer = threading.Timer(2 * self.timeout, self._abort)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._post(body, headers)
+        except OSError:
+            if self._aborted:
+                raise TimeoutError(f"no answer within {2 * self.timeout:g} s") from None
+            raise
+        finally:
+            timer.cancel()
+
+    def _abort(self) -> None:
+        self._aborted = True
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> Answer:
         all_headers = {"content-type": "application/json", "user-agent": USER_AGENT, **headers}
         for reused in (self._conn is not None, False):
             if self._conn is None:
@@ -184,7 +213,7 @@ class Sender:
                 response = self._conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self.close()
-                if reused:
+                if reused and not self._aborted:
                     continue
                 raise
             except BaseException:
