@@ -26,6 +26,7 @@ import memory
 import paging
 import redirect
 import relay
+import webhooks
 from api import Api
 from databases import DATA, Database, database, postgres_available, settle, versions
 from dataset import DataSet, build
@@ -45,7 +46,7 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "dashboard": dashboard.measure,
     "import": imports.measure,
 }
-NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer", "relay")
+NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer", "relay", "webhooks")
 _T0 = time.monotonic()
 
 
@@ -115,6 +116,9 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
     if run.wants("relay"):  # on a database of its own
         count = 300 if scale.name == "quick" else 2000
         _step(run, backend, "relay", lambda: [relay.measure(backend, count)])
+    if run.wants("webhooks"):  # on a database of its own, to a receiver on loopback
+        events = 5000 if scale.name == "quick" else 20000
+        _step(run, backend, "webhooks", lambda: [webhooks.measure(backend, events)])
     if run.profile:
         paths = redirect.write_paths(store, data, scale.tokens)
         summary = profile_redirect(db, paths, scale)

@@ -70,7 +70,9 @@ def pg_database() -> Iterator[str]:
 def settings(db_url: str, tmp_path: os.PathLike[str]) -> Settings:
     # blocks of 4 event IDs: every test's few events span many counted blocks
     spool = os.path.join(tmp_path, "spool")
-    return load(environ={}, db=db_url, public_url=PUBLIC, spool=spool, block_bits=TEST_BLOCK_BITS)
+    # no webhook dispatcher in the app: a test that pushes runs one of its own, to loopback
+    return load(environ={}, db=db_url, public_url=PUBLIC, spool=spool, block_bits=TEST_BLOCK_BITS,
+                webhook_dispatch=False)  # fmt: skip
 
 
 @pytest.fixture

@@ -131,6 +131,9 @@ def test_time_pattern_accepts_real_dates_only() -> None:
 REPORT_FILES = sorted(p.relative_to(REPORTS).as_posix() for p in REPORTS.rglob("*.eml"))
 
 
+WEBHOOK = 7_340_021  # the seeded webhook endpoint's ID
+
+
 @dataclass
 class Seed:
     """What exists before the run: the token, IDs to aim at, tracking tokens, a message key."""
@@ -140,6 +143,7 @@ class Seed:
     destination: int
     tracking: dict[str, str]  # "c", "o", "u" -> a real token
     key: str  # the destination's message key, which bounce and complaint reports name
+    webhook: int = WEBHOOK  # an endpoint; a DELETE of it is never aimed (it would be gone)
 
     def aimed(self, case: Case[Any]) -> bool:
         """Whether the case names what exists, so that a valid request must succeed."""
@@ -147,6 +151,8 @@ class Seed:
         query = case.query or {}
         if "begin" in query or "end" in query:
             return False  # a chart range's days may be valid one by one, not together
+        if case.path.startswith("/v2/ms/webhook/"):
+            return case.method.upper() != "DELETE" and params.get("id") == str(self.webhook)
         if "id" in params:
             return params["id"] in (str(self.emailing), str(self.destination))
         if "token" in params:
@@ -184,6 +190,12 @@ def seed(app: App, http: TestClient, token: str) -> Seed:
         r = http.post("/v2/ms/reports", params=auth, content=raw,
                       headers={"content-type": "message/rfc822"})  # fmt: skip
         assert r.status_code == 201, r.text
+    account = app.store.account("acme").id
+    made, _ = app.store.webhooks.create(
+        account, "https://hooks.example.com/", ["clicks"], "include"
+    )
+    with app.store.backend.transaction() as cur:  # an ID that generated ones hardly name
+        cur.execute(f"UPDATE webhooks SET id = {WEBHOOK} WHERE id = {made}")
     return Seed(token, m.id, d, {k: v[3:] for k, v in paths.items()}, key)
 
 
@@ -214,7 +226,10 @@ def cases(
     """Generated cases; some aimed at the seeded IDs or tokens, some carrying real reports."""
     free = operation.as_strategy(generation_mode=mode)
     aimed: dict[str, str] = {}
-    if "{id}" in operation.path:
+    if operation.path.startswith("/v2/ms/webhook/"):
+        if operation.method.upper() != "DELETE":
+            aimed = {"id": str(s.webhook)}
+    elif "{id}" in operation.path:
         scope = s.emailing if operation.path.startswith("/v2/ms/emailing/") else s.destination
         aimed = {"id": str(scope)}
     elif "{token}" in operation.path:

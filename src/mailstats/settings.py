@@ -82,6 +82,15 @@ class Settings:
     ready_spool_bytes: int = 64 * 1024 * 1024  # /readyz fails with more than this spooled
     ready_backlog_seconds: float = 60.0  # ... or with a captured event older than this
     retention_interval: float = 3600.0  # seconds between retention passes in serve; 0: none
+    # Webhooks (mailstats.webhooks): the dispatcher runs in every serving process
+    webhook_dispatch: bool = True
+    webhook_allowed_networks: tuple[Network, ...] = ()  # reachable over http, and private ones
+    webhook_timeout: float = 10.0  # seconds for a connect, and for each read of an answer
+    webhook_batch: int = 500  # events per request at most
+    webhook_backoff: float = 5.0  # seconds before the first retry; doubled each time ...
+    webhook_backoff_max: float = 3600.0  # ... up to this (each wait +-20% at random)
+    webhook_disable_after: int = 40  # failures in a row (about 31 hours of retries by default)
+    webhook_workers: int = 4  # endpoints delivered to at once, per process
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -128,7 +137,7 @@ def _coerce(name: str, value: Any) -> Any:
             return str(value).strip().lower() in {"1", "true", "yes", "on"}
         if name in ("secret", "metrics_token"):
             return value if isinstance(value, Secret) else Secret(str(value))
-        if name in ("trusted_proxies", "metrics_allow"):
+        if name in ("trusted_proxies", "metrics_allow", "webhook_allowed_networks"):
             items = value.split(",") if isinstance(value, str) else value
             return tuple(
                 ipaddress.ip_network(str(i).strip(), strict=False) for i in items if str(i).strip()
@@ -201,6 +210,14 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("smtp_max_bytes must be at least 1024")
     if bool(settings.smtp_tls_cert) != bool(settings.smtp_tls_key):
         raise InvalidParameter("smtp_tls_cert and smtp_tls_key go together")
+    if settings.webhook_timeout <= 0 or settings.webhook_backoff <= 0:
+        raise InvalidParameter("webhook_timeout and webhook_backoff must be above 0")
+    if settings.webhook_backoff_max < settings.webhook_backoff:
+        raise InvalidParameter("webhook_backoff_max must be at least webhook_backoff")
+    if not 1 <= settings.webhook_batch <= 10_000:
+        raise InvalidParameter("webhook_batch must be 1 to 10000")
+    if settings.webhook_disable_after < 1 or settings.webhook_workers < 1:
+        raise InvalidParameter("webhook_disable_after and webhook_workers must be at least 1")
     dkim = (settings.dkim_key, settings.dkim_selector, settings.dkim_domain)
     if any(dkim) and not all(dkim):
         raise InvalidParameter("dkim_key, dkim_selector and dkim_domain go together")

@@ -19,6 +19,7 @@ from mailstats.cli import (
     tokens,
     users,
     watch,
+    webhooks,
 )
 
 
@@ -45,6 +46,7 @@ cli.add_command(privacy.account)
 cli.add_command(privacy.erase)
 cli.add_command(privacy.subject_export)
 cli.add_command(privacy.retention)
+cli.add_command(webhooks.webhook)
 
 
 def main() -> None:

@@ -42,6 +42,13 @@ def _env_for_workers(settings: Settings) -> None:
         "trusted_proxies": ",".join(str(n) for n in settings.trusted_proxies),
         "log_format": settings.log_format, "retention_interval": settings.retention_interval,
         "metrics_allow": ",".join(str(n) for n in settings.metrics_allow),
+        "webhook_dispatch": settings.webhook_dispatch,
+        "webhook_allowed_networks": ",".join(str(n) for n in settings.webhook_allowed_networks),
+        "webhook_timeout": settings.webhook_timeout, "webhook_batch": settings.webhook_batch,
+        "webhook_backoff": settings.webhook_backoff,
+        "webhook_backoff_max": settings.webhook_backoff_max,
+        "webhook_disable_after": settings.webhook_disable_after,
+        "webhook_workers": settings.webhook_workers,
     }.items():  # fmt: skip
         os.environ[f"MAILSTATS_{name.upper()}"] = str(value)
     if settings.secret:

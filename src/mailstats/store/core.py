@@ -31,6 +31,7 @@ from mailstats.store.capture import Backlog
 from mailstats.store.charts import Charts
 from mailstats.store.derive import BATCH, Derived
 from mailstats.store.users import Users
+from mailstats.store.webhooks import Webhooks
 
 T = TypeVar("T")
 
@@ -47,6 +48,7 @@ class Store:
         self.q = backend.queries
         self.users = Users(backend)  # dashboard sign-in
         self.charts = Charts(backend)  # the dashboard's and the chart API's figures
+        self.webhooks = Webhooks(backend)  # push endpoints, their outbox and attempts
 
     @property
     def dialect(self) -> str:

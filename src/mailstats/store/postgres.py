@@ -403,7 +403,8 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
     arriving late takes the flag from the one that held it. IDs are drawn in batch order.
     Replays are found in `event_keys` before inserting (the flags depend on which events
     are new); under EVENTS_LOCK no one else can add a key meanwhile.
-    The batch's counts are added to event_blocks (blocks of 2**bits IDs).
+    The batch's counts are added to event_blocks (blocks of 2**bits IDs), and its events
+    to the webhook outbox of every endpoint that takes them (mailstats.webhooks).
     It returns the count of new events and the (id, ts) of events that lost the flag:
     clearing those here would plan as a join over every partition, so the caller does it.
     """
@@ -515,6 +516,10 @@ WITH {batch}, fresh AS (
     INSERT INTO firsts ({group}, event_id, ts)
     SELECT {group}, id, ts FROM added WHERE first = 1
     ON CONFLICT ({group}) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts
+), outbox AS (
+    INSERT INTO webhook_outbox (webhook_id, event_id)
+    SELECT w.id, a.id FROM added a JOIN webhooks w ON w.account_id = a.account_id
+    WHERE ((w.kinds >> a.kind) & 1) = 1
 )
 SELECT (SELECT count(*) FROM added),
     ARRAY(SELECT held_id FROM won WHERE held_id IS NOT NULL),

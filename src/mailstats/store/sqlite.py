@@ -141,6 +141,7 @@ class SQLiteBackend(Backend):
         bits = self.block_bits()
         for statement in batch.DERIVE:
             cur.execute(statement.format(bits=bits))
+        cur.execute(batch.OUTBOX)
         return int(cur.execute("SELECT count(*) FROM temp.batch").fetchone()[0]), dropped
 
     @property

@@ -198,3 +198,11 @@ PRIVACY = (
         (SELECT id FROM destinations WHERE cleared_at IS NOT NULL
          AND id IN (SELECT destination_id FROM temp.batch))""",
 )
+
+# The webhook outbox: each new event's ID for every endpoint of its account that takes its
+# kind, in the transaction that makes it visible (see mailstats.webhooks).
+OUTBOX = """
+INSERT INTO webhook_outbox (webhook_id, event_id)
+SELECT w.id, b.id FROM temp.batch b JOIN webhooks w ON w.account_id = b.account_id
+WHERE ((w.kinds >> b.kind) & 1) = 1
+"""

@@ -29,11 +29,13 @@ from mailstats.web.api import (
     statistics,
     subjects,
     suppressions,
+    webhooks,
 )
 from mailstats.web.api import settings as settings_api
 from mailstats.web.context import State
 from mailstats.web.limits import RateLimiter
 from mailstats.web.tracking import Tracker
+from mailstats.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger("mailstats.web")
 
@@ -62,6 +64,13 @@ ROUTES = [
     Route(f"{V2}/subject", subjects.delete, methods=["DELETE"]),
     Route(f"{V2}/suppressions", suppressions.list_all, methods=["GET"]),
     Route(f"{V2}/suppressions/{{email}}", suppressions.delete, methods=["DELETE"]),
+    Route(f"{V2}/webhooks", webhooks.list_all, methods=["GET"]),
+    Route(f"{V2}/webhooks", webhooks.create, methods=["POST"]),
+    Route(f"{V2}/webhook/{{id}}", webhooks.get_one, methods=["GET"]),
+    Route(f"{V2}/webhook/{{id}}", webhooks.update, methods=["PUT"]),
+    Route(f"{V2}/webhook/{{id}}", webhooks.delete, methods=["DELETE"]),
+    Route(f"{V2}/webhook/{{id}}/deliveries", webhooks.deliveries, methods=["GET"]),
+    Route(f"{V2}/webhook/{{id}}/replay", webhooks.replay, methods=["POST"]),
     Route(f"{V2}/emailing/{{id}}", emailings.get_one, methods=["GET"]),
     Route(f"{V2}/emailing/{{id}}/destinations", destinations.list_all, methods=["GET"]),
     Route(f"{V2}/emailing/{{id}}/destinations", destinations.create, methods=["POST"]),
@@ -90,6 +99,8 @@ class App:
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         self.indexer = Indexer(self.store.backend)
         self.retention = privacy.Retention(self.store, settings.retention_interval)
+        # pushes the webhook outbox; any number of processes may run one (see dispatcher)
+        self.dispatcher = Dispatcher(self.store, settings) if settings.webhook_dispatch else None
         writer = Writer(
             self.store.capture_events,
             settings.spool_path,
@@ -143,6 +154,8 @@ class App:
         self.state.writer.close()
         self.retention.close()
         self.indexer.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
         if self.owns_store:
             self.store.close()
 

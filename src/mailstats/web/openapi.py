@@ -22,7 +22,7 @@ from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.reports import REASONS
-from mailstats.web import openapi_charts, openapi_privacy, ops
+from mailstats.web import openapi_charts, openapi_privacy, openapi_webhooks, ops
 from mailstats.web.api import (
     charts,
     destinations,
@@ -33,6 +33,7 @@ from mailstats.web.api import (
     statistics,
     subjects,
     suppressions,
+    webhooks,
 )
 from mailstats.web.errors import JSON
 
@@ -276,6 +277,7 @@ SCHEMAS: dict[str, Schema] = {
     **{f"{name.title()}Item": item(kind) for name, kind in KINDS.items()},
     **openapi_charts.SCHEMAS,
     **openapi_privacy.SCHEMAS,
+    **openapi_webhooks.SCHEMAS,
 }
 
 # --- parameters and responses ---------------------------------------------------------------
@@ -567,6 +569,10 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
         _ok(JSON, ref("schemas", "ErasureReceipt")),
         [openapi_privacy.EMAIL_QUERY],
     ),
+    **{
+        getattr(webhooks, name): builder
+        for name, builder in openapi_webhooks.builders(_one, _ok, _page, PAGING).items()
+    },
     events.list_events: _list_events,
     events.report_event: _report_event,
     document: _document,

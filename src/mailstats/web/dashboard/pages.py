@@ -93,6 +93,7 @@ async def overview(request: Request) -> Response:
         return items, total
 
     items, total = await context.run(load)
+    hooks = await context.run(st.store.webhooks.all, account.id, 0, 50)
     pages = max(1, -(-total // PAGE_SIZE))
     return page(
         request,
@@ -100,6 +101,7 @@ async def overview(request: Request) -> Response:
         account=account,
         tz=tz,
         items=items,
+        webhooks=hooks.rows,
         total=total,
         number=number,
         pages=pages,
