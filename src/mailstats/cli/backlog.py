@@ -41,11 +41,15 @@ def backlog(wait: float | None, derive: bool, as_json: bool, **flags: Any) -> No
         store.close()
     report = {"events": found.events, "oldest_age_s": round(found.age(), 3),
               "spool_files": spooled}  # fmt: skip
+    unit = "events"
+    if found.messages is not None:  # capture on NATS: counted in stream messages
+        report["messages"] = found.messages
+        unit = "stream messages"
     if as_json:
         click.echo(orjson.dumps(report).decode())
     else:
         click.echo(
-            f"captured, not derived yet: {found.events} events"
+            f"captured, not derived yet: {found.events} {unit}"
             f" (the oldest {found.age():.1f} s ago); spool files waiting: {spooled}"
         )
     if wait is not None and (found.events or spooled):

@@ -1,0 +1,164 @@
+"""Capture on a NATS JetStream stream: a real cluster of three, a real `mailstats serve`.
+
+Clicks that got their redirect land in the API exactly once, whatever the cluster does
+meanwhile: the stream's leader killed, or every node down for a few seconds (the spool
+takes over and is replayed into the stream).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mailstats.store.stream import STREAM
+from tests import server
+from tests.nats import Cluster, cluster
+from tests.test_durability import Load, _assert_exactly_once, _tracked_links, _wait_for_all
+
+pytestmark = pytest.mark.backends("postgres")
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[Cluster]:
+    with cluster(tmp_path / "nats") as c:
+        yield c
+
+
+def _env(c: Cluster, tmp_path: Path) -> dict[str, str]:
+    return {"MAILSTATS_CAPTURE": c.urls, "MAILSTATS_SPOOL": str(tmp_path / "spool")}
+
+
+def _backlog(db: str, env: dict[str, str], wait: float = 20) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-m", "mailstats", "backlog", "--db", db, "--wait", str(wait), "--json"],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=wait + 30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    report: dict[str, object] = orjson.loads(out.stdout)
+    return report
+
+
+def _serve_refused(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailstats", "serve", "--port", "0", *args],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "MAILSTATS_DB": ""},
+    )  # fmt: skip
+
+
+@pytest.mark.backends("sqlite")
+def test_capture_on_nats_with_sqlite_is_refused_in_one_line(db_url: str) -> None:
+    out = _serve_refused("--db", db_url, "--capture", "nats://127.0.0.1:4222")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "Error: capture on NATS needs PostgreSQL: db must be a postgresql:// URL, not a SQLite file"
+    ]
+
+
+def test_an_unknown_capture_scheme_is_refused_in_one_line(db_url: str) -> None:
+    out = _serve_refused("--db", db_url, "--capture", "kafka://127.0.0.1:9092")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+    assert "capture must be empty" in lines[0] and "nats://host:port" in lines[0]
+    assert "kafka://127.0.0.1:9092" in lines[0]
+
+
+def test_clicks_captured_on_nats_land_once_and_the_backlog_drains(
+    db_url: str, tmp_path: Path, nats: Cluster
+) -> None:
+    env = _env(nats, tmp_path)
+    token = server.make_token(db_url)
+    with server.running(db_url, env=env) as srv:
+        links = _tracked_links(srv.url, token, 20)
+        with Load(links, threads=4) as load:
+            time.sleep(1.5)
+        report = _backlog(db_url, env)
+        assert report["messages"] == 0 and report["events"] == 0
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        assert len(load.redirected) > 50
+        # nothing went to the spool: every group commit was acknowledged by the stream
+        assert not list((tmp_path / "spool").glob("*.spool"))
+        assert srv.stop() == 0
+    leader = nats.stream_leader(STREAM)
+    stream = _stream_config(nats, leader)
+    assert stream["num_replicas"] == 3 and stream["storage"] == "file"
+
+
+def _stream_config(c: Cluster, node: object) -> dict[str, object]:
+    for account in c.jsz(node).get("account_details") or []:  # type: ignore[arg-type, attr-defined]
+        for s in account.get("stream_detail") or []:
+            if s["name"] == STREAM:
+                config: dict[str, object] = s["config"]
+                return config
+    raise AssertionError("no stream")
+
+
+def test_the_stream_leader_killed_under_load_loses_nothing(
+    db_url: str, tmp_path: Path, nats: Cluster
+) -> None:
+    env = _env(nats, tmp_path)
+    token = server.make_token(db_url)
+    with server.running(db_url, env=env) as srv:
+        links = _tracked_links(srv.url, token, 20)
+        with Load(links, threads=4) as load:
+            time.sleep(1.0)
+            leader = nats.stream_leader(STREAM)
+            nats.kill(leader)
+            before = len(load.redirected)
+            time.sleep(2.0)
+            during = len(load.redirected) - before
+            nats.start(leader)
+            time.sleep(1.0)
+        assert during > 20, "redirects stopped while the stream elected a leader"
+        assert load.failed == 0
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        assert srv.stop() == 0
+
+
+def test_the_whole_cluster_down_spools_then_replays(
+    db_url: str, tmp_path: Path, nats: Cluster
+) -> None:
+    env = _env(nats, tmp_path)
+    token = server.make_token(db_url)
+    with server.running(db_url, env=env) as srv:
+        links = _tracked_links(srv.url, token, 20)
+        with Load(links, threads=4) as load:
+            time.sleep(1.0)
+            nats.stop_all()
+            before = len(load.redirected)
+            time.sleep(3.0)
+            during = len(load.redirected) - before
+            spooled = list((tmp_path / "spool").glob("*.spool"))
+            nats.start_all()
+            time.sleep(1.0)
+        assert during > 20, "redirects stopped while the cluster was down"
+        assert spooled, "nothing was spooled while the cluster was down"
+        assert load.failed == 0
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        _backlog(db_url, env)
+        assert srv.stop() == 0
+
+
+def test_a_node_started_before_its_cluster_serves_and_spools(
+    db_url: str, tmp_path: Path, nats: Cluster
+) -> None:
+    env = _env(nats, tmp_path)
+    token = server.make_token(db_url)
+    nats.stop_all()
+    with server.running(db_url, env=env) as srv:
+        links = _tracked_links(srv.url, token, 5)
+        with Load(links, threads=2) as load:
+            time.sleep(1.0)
+            before_cluster = set(load.redirected)
+            nats.start_all()
+            time.sleep(1.0)
+        assert len(before_cluster) > 10
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        assert srv.stop() == 0
