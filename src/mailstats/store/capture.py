@@ -94,6 +94,9 @@ class CaptureLog(abc.ABC):
     @abc.abstractmethod
     def backlog(self) -> Backlog: ...
 
+    def start(self) -> None:  # noqa: B027 - a hook, empty where nothing is to connect
+        """Begin connecting in the background (a server starting serves meanwhile)."""
+
     def close(self) -> None:  # noqa: B027 - a hook, empty where nothing is held
         """Release connections."""
 

@@ -211,14 +211,18 @@ class PostgresBackend(Backend):
         self.partitions.ensure({event.ts for event in events})
         bits = self.block_bits()
         captured = pulled.captured or time.time()
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-            conn.execute(*self._table.statement(events, captured))
-            sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
-            row = conn.execute(sql, (len(events),), prepare=False).fetchone()
-            assert row is not None
-            new, unseated_ids, unseated_ts, taken, batched, _ = row
-            _unseat(conn, unseated_ids, unseated_ts, bits)
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+                conn.execute(*self._table.statement(events, captured))
+                sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
+                row = conn.execute(sql, (len(events),), prepare=False).fetchone()
+                assert row is not None
+                new, unseated_ids, unseated_ts, taken, batched, _ = row
+                _unseat(conn, unseated_ids, unseated_ts, bits)
+        except Exception:
+            self._capture.nak(pulled)  # delivered again at once, not after the ack wait
+            raise
         self._capture.ack(pulled)
         return Derived(int(taken), int(new), int(taken) - int(batched), [captured])
 

@@ -305,17 +305,32 @@ class StreamCapture(CaptureLog):
             await msg.ack()
         await self._nc.flush(timeout=API_TIMEOUT)
 
+    def nak(self, pulled: Pulled) -> None:
+        """Give back what `pull` gave (not committed): delivered again at once."""
+        if pulled.messages:
+            try:
+                self._call(self._nak(pulled.messages), API_TIMEOUT)
+            except Exception as exc:  # then it comes back after the ack wait
+                log.info("messages not given back: %s", exc)
+
+    async def _nak(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            await msg.nak()
+        await self._nc.flush(timeout=API_TIMEOUT)
+
     def close(self) -> None:
         self._closing = True
         if self._thread is None:
             return
-        self._call(self._close(), 5.0)
+        try:
+            self._call(self._close(), 3.0)
+        except NotReady:
+            log.warning("the NATS connection did not close in time")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
     async def _close(self) -> None:
+        # not drain(): acknowledgements are flushed already, and a pull subscription's
+        # drain waits for its whole timeout
         if self._nc is not None and not self._nc.is_closed:
-            try:
-                await self._nc.drain()
-            except Exception:
-                await self._nc.close()
+            await self._nc.close()

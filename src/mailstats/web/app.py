@@ -87,6 +87,13 @@ class App:
             capture_timeout=settings.commit_deadline_ms / 1000,
         )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
+        self.store.backend.capture.start()
+        # a hot standby for reads; never migrated from here (it follows the primary)
+        self.reads = (
+            open_store(settings.read_db, pool_size=settings.pool_size, migrate=False)
+            if settings.read_db
+            else None
+        )
         self.indexer = Indexer(self.store.backend)
         writer = Writer(
             self.store.capture_events,
@@ -102,6 +109,7 @@ class App:
             writer,
             RateLimiter(settings.rate_limit, settings.rate_burst),
             self.indexer,
+            reads=self.reads,
         )
         self.tracker = Tracker(self.state)
         self._tracking = {
@@ -142,6 +150,8 @@ class App:
         self.indexer.close()
         if self.owns_store:
             self.store.close()
+        if self.reads is not None:
+            self.reads.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

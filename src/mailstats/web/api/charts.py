@@ -24,7 +24,7 @@ async def get(request: Request) -> Response:
     query = context.query(request)
 
     def load() -> dict[str, object]:
-        emailing = st.store.emailing(account.id, scope.emailing_id or 0)
+        emailing = st.read.emailing(account.id, scope.emailing_id or 0)
         rng = charts.resolve_range(st.store, scope, emailing, tz, query)
         if name == "timeline":
             return charts.timeline(st.store, scope, rng, tz)

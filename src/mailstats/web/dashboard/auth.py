@@ -45,7 +45,7 @@ async def account(request: Request) -> Account:
     if not isinstance(via, str) or not isinstance(signer, int):
         raise SignInNeeded()
     st = context.state(request)
-    found = await context.run(st.store.users.account, via, signer)
+    found = await context.run(st.read.users.account, via, signer)
     if found is None:
         request.session.clear()
         raise SignInNeeded()
