@@ -127,3 +127,30 @@ def test_writers_and_the_indexer_follow_a_promoted_standby(pg: Pair, tmp_path: P
         r = httpx.get(f"{srv.url}/v2/ms/clicks", params={"access_token": token, "total": "true"})
         assert r.status_code == 200 and r.json()["total"] == len(load.redirected)
         assert srv.stop() == 0
+
+
+def test_capture_on_nats_drains_into_the_promoted_standby(pg: Pair, tmp_path: Path) -> None:
+    from tests.nats import cluster
+
+    db = pg.failover_url("mailstats")
+    open_store(db).close()
+    token = server.make_token(db)
+    with cluster(tmp_path / "nats") as nats:
+        env = {"MAILSTATS_SPOOL": str(tmp_path / "spool"), "MAILSTATS_CAPTURE": nats.urls}
+        with server.running(db, env=env) as srv:
+            links = _tracked_links(srv.url, token, 20)
+            pg.replayed("mailstats")
+            with Load(links, threads=4) as load:
+                time.sleep(1.0)
+                pg.stop(pg.primary)
+                before = len(load.redirected)
+                time.sleep(1.0)
+                during = len(load.redirected) - before
+                pg.promote()
+                time.sleep(1.0)
+            # plain links need no database: the stream takes every click meanwhile
+            assert during > 20, "redirects stopped while the primary was down"
+            assert load.failed == 0
+            assert not list((tmp_path / "spool").glob("*.spool"))
+            _assert_exactly_once(_wait_for_all(db, load.redirected), load.redirected)
+            assert srv.stop() == 0

@@ -8,6 +8,7 @@ takes over and is replayed into the stream).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -161,4 +162,23 @@ def test_a_node_started_before_its_cluster_serves_and_spools(
             time.sleep(1.0)
         assert len(before_cluster) > 10
         _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        assert srv.stop() == 0
+
+
+def test_a_tracking_node_killed_under_load_loses_nothing(
+    db_url: str, tmp_path: Path, nats: Cluster
+) -> None:
+    env = _env(nats, tmp_path)
+    token = server.make_token(db_url)
+    srv = server.start(db_url, env=env)
+    links = _tracked_links(srv.url, token, 20)
+    with Load(links, threads=4) as load:
+        time.sleep(1.0)
+        srv.stop(signal.SIGKILL)
+        srv = server.start(db_url, port=srv.port, env=env)
+        time.sleep(1.0)
+    try:
+        assert len(load.redirected) > 50
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+    finally:
         assert srv.stop() == 0

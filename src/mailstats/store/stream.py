@@ -37,9 +37,10 @@ MESSAGE_BYTES = 256 * 1024
 # Messages the indexer takes per fetch, and seconds it waits for the first one.
 FETCH = 256
 FETCH_WAIT = 0.05
-# Seconds the server waits for the indexer's acknowledgement before delivering again: a
-# derive transaction takes far less.
-ACK_WAIT = 30.0
+# Seconds the server waits for the indexer's acknowledgement before delivering again (to
+# the next indexer, when this one died mid-batch): a derive transaction takes far less, and
+# a batch delivered twice is stored once.
+ACK_WAIT = 10.0
 # Seconds an API call (stream info, creation) may take before it counts as failed.
 API_TIMEOUT = 2.0
 # Seconds of "insufficient resources" (fewer nodes up than replicas) before the stream is
