@@ -38,8 +38,9 @@ def _env(c: Cluster, tmp_path: Path) -> dict[str, str]:
 
 def _backlog(db: str, env: dict[str, str], wait: float = 20) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-m", "mailstats", "backlog", "--db", db, "--wait", str(wait), "--json"],
-        capture_output=True, text=True, env={**os.environ, **env}, timeout=wait + 30,
+        [sys.executable, "-m", "mailstats", "backlog", "--db", db, "--wait", str(wait), "--json",
+         "--capture", env["MAILSTATS_CAPTURE"]],
+        capture_output=True, text=True, env={**os.environ, "MAILSTATS_DB": ""}, timeout=wait + 30,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     report: dict[str, object] = orjson.loads(out.stdout)

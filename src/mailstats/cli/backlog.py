@@ -16,6 +16,7 @@ from mailstats.cli.common import db_option, load_settings, open_db
 @click.option("--wait", type=float, help="Wait up to this many seconds for the backlog to drain.")
 @click.option("--derive", is_flag=True, help="Derive it here, unless a server holds the role.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@click.option("--capture", help="The NATS servers of the capture stream (nats://host:port,...).")
 def backlog(wait: float | None, derive: bool, as_json: bool, **flags: Any) -> None:
     """Report what was captured and is not in the API yet: events, the oldest one's
     age, and spool files waiting for the database. Exit status 1 when --wait runs out.
