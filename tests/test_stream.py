@@ -18,6 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from mailstats.errors import InvalidParameter
+from mailstats.settings import load
 from mailstats.store.stream import STREAM
 from tests import server
 from tests.nats import Cluster, cluster
@@ -183,3 +185,21 @@ def test_a_tracking_node_killed_under_load_loses_nothing(
         _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
     finally:
         assert srv.stop() == 0
+
+
+@pytest.mark.backends("sqlite")
+def test_the_capture_settings_accept_nats_urls_only(db_url: str) -> None:
+    pg = "postgresql://u@pg-1:5432,pg-2:5432/m?target_session_attrs=read-write"
+    got = load(environ={"MAILSTATS_CAPTURE": "nats://n1:4222,nats://n2:4222"}, db=pg)
+    assert got.capture == "nats://n1:4222,nats://n2:4222" and got.capture_replicas == 3
+    assert load(environ={}, db=db_url).capture == ""  # the default: the database
+    for capture, words in [
+        ("nats://n1:4222,redis://n2:6379", "redis://n2:6379"),
+        ("nats://", "capture must be empty"),
+    ]:
+        with pytest.raises(InvalidParameter, match=words):
+            load(environ={}, db=pg, capture=capture)
+    with pytest.raises(InvalidParameter, match="capture_replicas must be 1 to 5"):
+        load(environ={}, db=pg, capture="nats://n1:4222", capture_replicas=0)
+    with pytest.raises(InvalidParameter, match="read_db must be a postgresql:// URL"):
+        load(environ={}, db=pg, read_db=db_url)
