@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import indexer
 import redirect
 from databases import Database
 from dataset import DataSet
@@ -24,6 +25,7 @@ from tests.nats import cluster
 
 GOAL = 0.7  # of the redirects/s with capture in PostgreSQL
 P99_MS = 20.0
+LAG_P99_S = 2.0  # capture to visible at 80% of the rate above
 
 
 def _drained(store: Store, timeout: float = 60) -> float:
@@ -46,6 +48,8 @@ def measure(db: Database, store: Store, data: DataSet, scale: Scale,
             with Mailstats(db, 1, {"capture": nats.urls}) as server:
                 run = redirect._load(server, paths, scale, 1, streamed)
                 drain = _drained(streamed)
+            lag = indexer.measure_lag(db, store, data, scale, run.load.rps, log,
+                                      {"capture": nats.urls}, "lag_nats_p99", LAG_P99_S)  # fmt: skip
         finally:
             streamed.close()
     log(f"  capture on NATS: {run.load.rps:,.0f} requests/s, p99 {run.load.p99_ms:.2f} ms,"
@@ -62,6 +66,7 @@ def measure(db: Database, store: Store, data: DataSet, scale: Scale,
         f" ({run.backlog:,} messages as wrk ended) derived {drain:.1f} s later"
     )
     return [
+        *lag,
         Result("redirect_nats", db.backend, run.load.rps, "req/s", base.load.rps,
                Goal("ratio", ">=", GOAL), note),
         Result("redirect_nats_p99", db.backend, run.load.p99_ms, "ms", None,
