@@ -22,6 +22,7 @@ from tests.standby import Pair, pair
 from tests.test_durability import Load, _assert_exactly_once, _tracked_links, _wait_for_all
 
 pytestmark = pytest.mark.postgres
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 HTML = (
     "<html><body>"
@@ -84,6 +85,15 @@ def test_a_read_node_answers_with_the_primary_down(pg: Pair, tmp_path: Path) -> 
             assert r.status_code == 200 and len(r.text.strip().splitlines()) == 3
             r = api.get(f"/v2/ms/emailing/{emailing_id}/destinations")
             assert r.status_code == 200 and r.json()["count"] == 3
+            # the dashboard: signed in with the token, its pages read from the standby
+            with httpx.Client(base_url=srv.url, timeout=20) as browser:
+                form = CSRF.findall(browser.get("/dashboard/login").text)[0]
+                r = browser.post("/dashboard/login", data={"csrf": form, "token": token})
+                assert r.status_code == 303, r.text
+                r = browser.get(f"/dashboard/emailing/{emailing_id}")
+                assert r.status_code == 200 and "https://shop.example/b" in r.text
+                r = browser.get(f"/dashboard/emailing/{emailing_id}/export/clicks.csv")
+                assert r.status_code == 200 and len(r.text.strip().splitlines()) == 3
             # a write needs the primary: 503 with Copernica's body, never 500
             r = api.post("/v2/ms/emailings", json=emailing)
             assert r.status_code == 503 and r.headers["retry-after"].isdigit()

@@ -86,8 +86,8 @@ async def overview(request: Request) -> Response:
                     "created": created,
                     "subject": subject,
                     "recipients": recipients,
-                    "figures": _figures(st.store, scope, None, None),
-                    "spark": _sparkline(st.store, scope, created, tz),
+                    "figures": _figures(st.read, scope, None, None),
+                    "spark": _sparkline(st.read, scope, created, tz),
                 }
             )
         return items, total
@@ -148,7 +148,7 @@ async def emailing(request: Request) -> Response:
     query = {k: request.query_params.getlist(k) for k in request.query_params}
     query = {k: v for k, v in query.items() if v and v[-1] != ""}
     rpage = _int(request, "rpage", 0)
-    data = await context.run(_emailing_page, st.store, account, emailing_id, tz, query, rpage)
+    data = await context.run(_emailing_page, st.read, account, emailing_id, tz, query, rpage)
     return page(request, "emailing.html", account=account, tz=tz, **data)
 
 
@@ -191,7 +191,7 @@ async def export(request: Request) -> Response:
 
     def prepare() -> charts.Range:
         found = st.read.emailing(account.id, emailing_id)
-        return charts.resolve_range(st.store, scope, found, tz, query)
+        return charts.resolve_range(st.read, scope, found, tz, query)
 
     rng = await context.run(prepare)
     rows = st.read.stream_events(kind, scope, Filter(rng.begin, rng.end - 1))
