@@ -128,6 +128,12 @@ def pair() -> Iterator[Pair]:
         )  # fmt: skip
         p.start(standby)
         started.append(standby)
+        # synchronous replication: a commit returns once the standby has it, so a promoted
+        # standby has every commit the primary acknowledged (asynchronous replication may
+        # lose the last ones). Set after the copy: the standby, once promoted, waits for none.
+        with psycopg.connect(primary.url(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("SELECT pg_reload_conf()")
         yield p
     finally:
         for node in started:

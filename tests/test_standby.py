@@ -8,7 +8,9 @@ promoted standby by themselves, and no redirected click is lost or stored twice.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mailstats.client import Client
 from mailstats.store import open_store
 from tests import server
 from tests.standby import Pair, pair
@@ -114,6 +117,41 @@ def test_a_read_node_answers_with_the_primary_down(pg: Pair, tmp_path: Path) -> 
         assert srv.stop() == 0
 
 
+class Sync:
+    """A client syncing with `fields[]=ID>last` as the API's users do, through the fault
+    (a failed request is tried again)."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.api = httpx.Client(base_url=base, params={"access_token": token}, timeout=10)
+        self.ids: list[int] = []
+        self.statuses: set[int] = set()  # of the requests not answered 200
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def step(self) -> int:
+        last = self.ids[-1] if self.ids else 0
+        r = self.api.get("/v2/ms/clicks", params={"fields[]": f"ID>{last}", "limit": 1000})
+        if r.status_code != 200:
+            self.statuses.add(r.status_code)
+            return 0
+        items = [int(item["ID"]) for item in r.json()["data"]]
+        self.ids.extend(items)
+        return len(items)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            with contextlib.suppress(httpx.TransportError):
+                self.step()
+
+    def __enter__(self) -> Sync:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def test_writers_and_the_indexer_follow_a_promoted_standby(pg: Pair, tmp_path: Path) -> None:
     db = pg.failover_url("mailstats")
     open_store(db).close()
@@ -122,7 +160,7 @@ def test_writers_and_the_indexer_follow_a_promoted_standby(pg: Pair, tmp_path: P
     with server.running(db, env=env) as srv:
         links = _tracked_links(srv.url, token, 20)
         pg.replayed("mailstats")
-        with Load(links, threads=4) as load:
+        with Sync(srv.url, token) as sync, Load(links, threads=4) as load:
             time.sleep(1.0)
             pg.stop(pg.primary)
             before = len(load.redirected)
@@ -133,6 +171,16 @@ def test_writers_and_the_indexer_follow_a_promoted_standby(pg: Pair, tmp_path: P
         assert during > 20, "redirects stopped during the failover"
         assert load.failed == 0
         _assert_exactly_once(_wait_for_all(db, load.redirected), load.redirected)
+        try:
+            while sync.step():
+                pass
+        finally:
+            sync.api.close()
+        # the client that synced by ID through the failover saw every click, in order
+        with Client(srv.url, token) as api:
+            every = [int(item["ID"]) for item in api.iterate("ms/clicks")]
+        assert len(every) == len(load.redirected) and sync.ids == sorted(every)
+        assert sync.statuses <= {503}  # the database away: 503, never a 500
         # the API reads from the promoted standby
         r = httpx.get(f"{srv.url}/v2/ms/clicks", params={"access_token": token, "total": "true"})
         assert r.status_code == 200 and r.json()["total"] == len(load.redirected)
