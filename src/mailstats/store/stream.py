@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import threading
 import time
 from collections.abc import Coroutine, Sequence
@@ -34,7 +35,9 @@ CONSUMER = "mailstats-indexer"
 # A message holds the events of a group commit up to about this many bytes (the server's
 # default limit is 1 MiB).
 MESSAGE_BYTES = 256 * 1024
-# Messages the indexer takes per fetch, and seconds it waits for the first one.
+# Messages the indexer takes per fetch (the first, then at most), and seconds it waits for
+# the first one. A message holds a group commit: 1 to 1,000 events.
+FIRST_FETCH = 16
 FETCH = 256
 FETCH_WAIT = 0.05
 # Seconds the server waits for the indexer's acknowledgement before delivering again (to
@@ -260,7 +263,8 @@ class StreamCapture(CaptureLog):
     def pull(self, limit: int) -> Pulled:
         """Messages from the durable consumer, about `limit` events or fewer (what is
         there); acknowledge them with `ack` once what they hold is committed."""
-        self._check()
+        if not self.wait_ready(API_TIMEOUT):
+            raise NotReady("the NATS stream is not ready yet")
         return self._call(self._pull(limit), API_TIMEOUT + FETCH_WAIT + 1)
 
     async def _pull(self, limit: int) -> Pulled:
@@ -280,9 +284,10 @@ class StreamCapture(CaptureLog):
                     SUBJECT, durable=CONSUMER, stream=STREAM, config=config
                 )
         pulled = Pulled()
+        want = FIRST_FETCH
         while len(pulled.events) < limit:
             try:
-                got = await self._sub.fetch(FETCH, timeout=FETCH_WAIT)
+                got = await self._sub.fetch(want, timeout=FETCH_WAIT)
             except nats.errors.TimeoutError:
                 break
             for msg in got:
@@ -291,8 +296,11 @@ class StreamCapture(CaptureLog):
                 stamp = msg.metadata.timestamp.timestamp()
                 if pulled.captured is None or stamp < pulled.captured:
                     pulled.captured = stamp
-            if len(got) < FETCH:
+            if len(got) < want:
                 break
+            # as many messages as should make up the rest of `limit`, at the size seen so far
+            each = len(pulled.events) / len(pulled.messages)
+            want = max(1, min(FETCH, math.ceil((limit - len(pulled.events)) / max(each, 1.0))))
         return pulled
 
     def ack(self, pulled: Pulled) -> None:
