@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailstats.errors import InvalidParameter
 from mailstats.store.base import (
     BLOCK_BITS,
     Account,
@@ -58,6 +59,8 @@ def open_store(
             log = StreamCapture(capture, replicas=capture_replicas, timeout=capture_timeout)
         store = Store(PostgresBackend(url, pool_size=pool_size, capture=log))
     else:
+        if capture:
+            raise InvalidParameter("capture on NATS needs PostgreSQL, not a SQLite file")
         from mailstats.store.sqlite import SQLiteBackend
 
         store = Store(SQLiteBackend(url))
