@@ -168,7 +168,7 @@ def test_writers_and_the_indexer_follow_a_promoted_standby(pg: Pair, tmp_path: P
             pg.promote()
             time.sleep(2.0)
             during = len(load.redirected) - before
-        assert during > 20, "redirects stopped during the failover"
+        assert during > 10, "redirects stopped during the failover"
         assert load.failed == 0 and load.statuses == {302}  # every click redirected
         _assert_exactly_once(_wait_for_all(db, load.redirected), load.redirected)
         try:
@@ -207,7 +207,7 @@ def test_capture_on_nats_drains_into_the_promoted_standby(pg: Pair, tmp_path: Pa
                 pg.promote()
                 time.sleep(1.0)
             # plain links need no database: the stream takes every click meanwhile
-            assert during > 20, "redirects stopped while the primary was down"
+            assert during > 10, "redirects stopped while the primary was down"
             assert load.failed == 0 and load.statuses == {302}  # every click redirected
             assert not list((tmp_path / "spool").glob("*.spool"))
             _assert_exactly_once(_wait_for_all(db, load.redirected), load.redirected)

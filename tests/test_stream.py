@@ -120,7 +120,7 @@ def test_the_stream_leader_killed_under_load_loses_nothing(
             during = len(load.redirected) - before
             nats.start(leader)
             time.sleep(1.0)
-        assert during > 20, "redirects stopped while the stream elected a leader"
+        assert during > 10, "redirects stopped while the stream elected a leader"
         assert load.failed == 0 and load.statuses == {302}  # every click redirected
         _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
         assert srv.stop() == 0
@@ -142,7 +142,7 @@ def test_the_whole_cluster_down_spools_then_replays(
             spooled = list((tmp_path / "spool").glob("*.spool"))
             nats.start_all()
             time.sleep(1.0)
-        assert during > 20, "redirects stopped while the cluster was down"
+        assert during > 10, "redirects stopped while the cluster was down"
         assert spooled, "nothing was spooled while the cluster was down"
         assert load.failed == 0 and load.statuses == {302}  # every click redirected
         _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
