@@ -7,6 +7,7 @@ takes over and is replayed into the stream).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -203,3 +204,28 @@ def test_the_capture_settings_accept_nats_urls_only(db_url: str) -> None:
         load(environ={}, db=pg, capture="nats://n1:4222", capture_replicas=0)
     with pytest.raises(InvalidParameter, match="read_db must be a postgresql:// URL"):
         load(environ={}, db=pg, read_db=db_url)
+
+
+@pytest.mark.backends("sqlite")
+def test_a_single_nats_server_gets_a_stream_of_one_replica_and_the_log_says_so(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mailstats.store.stream import StreamCapture
+    from tests.nats import NATS_SERVER
+
+    if not os.path.exists(NATS_SERVER):
+        pytest.skip("nats-server is not installed")
+    port = server.free_port()
+    args = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    capture = StreamCapture(f"nats://127.0.0.1:{port}", replicas=3)
+    try:
+        with caplog.at_level(logging.WARNING, logger="mailstats.stream"):
+            assert capture.wait_ready(20)
+        assert capture.made_replicas == 1
+        assert "made with 1 replicas, not 3: the NATS cluster has fewer nodes" in caplog.text
+        assert capture.backlog().messages == 0
+    finally:
+        capture.close()
+        process.kill()
+        process.wait(10)

@@ -328,15 +328,18 @@ class StreamCapture(CaptureLog):
         await self._nc.flush(timeout=API_TIMEOUT)
 
     def close(self) -> None:
-        self._closing = True
-        if self._thread is None:
-            return
-        try:
-            self._call(self._close(), 3.0)
-        except NotReady:
-            log.warning("the NATS connection did not close in time")
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        with self._start_lock:
+            self._closing = True  # no thread starts after this
+        if self._thread is not None:
+            try:
+                self._call(self._close(), 3.0)
+            except NotReady:
+                log.warning("the NATS connection did not close in time")
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            if self._thread.is_alive():
+                return  # the loop is still running: leave it to the process' end
+        self._loop.close()
 
     async def _close(self) -> None:
         # not drain(): acknowledgements are flushed already, and a pull subscription's
