@@ -229,3 +229,30 @@ def test_a_single_nats_server_gets_a_stream_of_one_replica_and_the_log_says_so(
         capture.close()
         process.kill()
         process.wait(10)
+
+
+def test_events_delivered_twice_by_the_stream_are_stored_once(db_url: str, nats: Cluster) -> None:
+    from mailstats.kinds import CLICKS
+    from mailstats.store import Event, Filter, Scope, open_store
+    from tests.helpers import setup_mailing
+
+    store = open_store(db_url, capture=nats.urls, capture_timeout=5.0)
+    try:
+        account, _, dests, link = setup_mailing(store)
+        now = int(time.time())
+        hits = [Event(CLICKS, os.urandom(16), now - n, 0, 0, dests[n % 3], link, ("192.0.2.1", f"ua/{n}"))
+                for n in range(300)]  # fmt: skip
+        capture = store.backend.capture
+        assert capture.wait_ready(20)
+        capture.append(hits)
+        capture.append(hits[100:])  # as a spool replays a group the stream took after all
+        assert capture.backlog().messages == 2
+        while store.derive().taken:
+            pass
+        assert capture.backlog().messages == 0  # acknowledged once stored
+        rows = list(store.stream_events(CLICKS, Scope(account), Filter()))
+        assert sorted(row[5] for row in rows) == sorted(f"ua/{n}" for n in range(300))
+        ids = [int(row[0]) for row in rows]
+        assert ids == sorted(ids) and len(set(ids)) == 300
+    finally:
+        store.close()
