@@ -26,6 +26,7 @@ import memory
 import paging
 import redirect
 import relay
+import stream
 import webhooks
 from api import Api
 from databases import DATA, Database, database, postgres_available, settle, versions
@@ -46,7 +47,7 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "dashboard": dashboard.measure,
     "import": imports.measure,
 }
-NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer", "relay", "webhooks")
+NAMES = ("redirect", "nats", "lag", *API_STEPS, "memory", "indexer", "relay", "webhooks")
 _T0 = time.monotonic()
 
 
@@ -97,6 +98,8 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
     backend, scale = db.backend, run.scale
     if run.wants("redirect"):
         _step(run, backend, "redirect", lambda: redirect.measure(db, store, data, scale, log))
+    if run.wants("nats"):  # PostgreSQL only: capture on NATS against capture in the database
+        _step(run, backend, "nats", lambda: stream.measure(db, store, data, scale, log))
     if run.wants("lag"):
         best = [r.value for r in run.results if r.name == "redirect" and r.backend == backend]
         rate = best[0] if best else 5_000.0  # without a redirect run: a rate it sustains

@@ -134,10 +134,13 @@ class Process:
 class Mailstats(Process):
     name = "mailstats"
 
-    def __init__(self, db: Database, workers: int = 1) -> None:
+    def __init__(
+        self, db: Database, workers: int = 1, settings: dict[str, str] | None = None
+    ) -> None:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSTATS_")}
         env.update(MAILSTATS_SPOOL=str(db.spool))  # the access log as shipped: on
+        env.update({f"MAILSTATS_{k.upper()}": v for k, v in (settings or {}).items()})
         command = [sys.executable, "-m", "mailstats", "serve", "--db", db.url,
                    "--port", str(port), "--public-url", f"http://127.0.0.1:{port}",
                    "--workers", str(workers)]  # fmt: skip

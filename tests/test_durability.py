@@ -40,6 +40,7 @@ class Load:
         self.links = links
         self.redirected: set[str] = set()
         self.failed = 0
+        self.statuses: set[int] = set()  # every status answered
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(threads)]
@@ -67,8 +68,9 @@ class Load:
                         self.failed += 1
                     time.sleep(0.02)
                     continue
-                if r.status_code == 302:
-                    with self._lock:
+                with self._lock:
+                    self.statuses.add(r.status_code)
+                    if r.status_code == 302:
                         self.redirected.add(ua)
 
 

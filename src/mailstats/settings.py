@@ -45,6 +45,11 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 @dataclass(frozen=True)
 class Settings:
     db: str = "./mailstats.db"
+    # Where tracking hits are captured: empty is the database itself; nats://host:port,...
+    # a JetStream stream on those NATS servers (PostgreSQL only).
+    capture: str = ""
+    capture_replicas: int = 3  # the stream's replicas, when it is made
+    read_db: str = ""  # a hot standby for list, statistics, export and dashboard reads
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = ""  # empty: http://{host}:{port}
@@ -183,6 +188,7 @@ def load(
 
 
 def _validate(settings: Settings) -> None:
+    _validate_capture(settings)
     try:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -221,6 +227,30 @@ def _validate(settings: Settings) -> None:
     dkim = (settings.dkim_key, settings.dkim_selector, settings.dkim_domain)
     if any(dkim) and not all(dkim):
         raise InvalidParameter("dkim_key, dkim_selector and dkim_domain go together")
+
+
+def _postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def _validate_capture(settings: Settings) -> None:
+    if settings.capture:
+        urls = [u.strip() for u in settings.capture.split(",")]
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme != "nats" or not parts.hostname:
+                raise InvalidParameter(
+                    "capture must be empty (capture in the database) or nats://host:port"
+                    f" URLs separated by commas, not {url!r}"
+                )
+        if not _postgres(settings.db):
+            raise InvalidParameter(
+                "capture on NATS needs PostgreSQL: db must be a postgresql:// URL, not a SQLite file"
+            )
+    if settings.capture_replicas < 1 or settings.capture_replicas > 5:
+        raise InvalidParameter("capture_replicas must be 1 to 5")
+    if settings.read_db and not _postgres(settings.read_db):
+        raise InvalidParameter("read_db must be a postgresql:// URL (a hot standby)")
 
 
 def host_port(value: str, name: str) -> tuple[str, int]:

@@ -16,6 +16,7 @@ from mailstats.cli.common import db_option, load_settings, open_db
 @click.option("--wait", type=float, help="Wait up to this many seconds for the backlog to drain.")
 @click.option("--derive", is_flag=True, help="Derive it here, unless a server holds the role.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@click.option("--capture", help="The NATS servers of the capture stream (nats://host:port,...).")
 def backlog(wait: float | None, derive: bool, as_json: bool, **flags: Any) -> None:
     """Report what was captured and is not in the API yet: events, the oldest one's
     age, and spool files waiting for the database. Exit status 1 when --wait runs out.
@@ -41,11 +42,15 @@ def backlog(wait: float | None, derive: bool, as_json: bool, **flags: Any) -> No
         store.close()
     report = {"events": found.events, "oldest_age_s": round(found.age(), 3),
               "spool_files": spooled}  # fmt: skip
+    unit = "events"
+    if found.messages is not None:  # capture on NATS: counted in stream messages
+        report["messages"] = found.messages
+        unit = "stream messages"
     if as_json:
         click.echo(orjson.dumps(report).decode())
     else:
         click.echo(
-            f"captured, not derived yet: {found.events} events"
+            f"captured, not derived yet: {found.events} {unit}"
             f" (the oldest {found.age():.1f} s ago); spool files waiting: {spooled}"
         )
     if wait is not None and (found.events or spooled):

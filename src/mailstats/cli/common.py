@@ -27,15 +27,28 @@ def db_option(func: F) -> F:
     return func
 
 
+class SettingsError(click.ClickException):
+    """A setting that cannot work: one line naming it, exit status 2 (as for usage)."""
+
+    exit_code = 2
+
+
 def load_settings(**flags: Any) -> Settings:
     try:
         return settings_mod.load(**flags)
     except MailstatsError as exc:
-        raise click.UsageError(exc.message) from None
+        raise SettingsError(exc.message) from None
 
 
 def open_db(settings: Settings) -> Store:
     try:
-        return open_store(settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits)
+        return open_store(
+            settings.db,
+            pool_size=settings.pool_size,
+            block_bits=settings.block_bits,
+            capture=settings.capture,
+            capture_replicas=settings.capture_replicas,
+            capture_timeout=settings.commit_deadline_ms / 1000,
+        )
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None

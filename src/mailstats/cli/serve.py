@@ -35,7 +35,8 @@ class RedactTokens(logging.Filter):
 def _env_for_workers(settings: Settings) -> None:
     """Worker processes build their settings from these variables at their start-up."""
     for name, value in {
-        "db": settings.db, "host": settings.host, "port": settings.port,
+        "db": settings.db, "capture": settings.capture,
+        "capture_replicas": settings.capture_replicas, "read_db": settings.read_db, "host": settings.host, "port": settings.port,
         "public_url": settings.public_url, "timezone": settings.timezone,
         "spool": str(settings.spool_path), "rate_limit": settings.rate_limit,
         "commit_deadline_ms": settings.commit_deadline_ms, "access_log": settings.access_log,
@@ -59,6 +60,10 @@ def _env_for_workers(settings: Settings) -> None:
 
 @click.command()
 @db_option
+@click.option(
+    "--capture", help="Capture tracking hits in a NATS stream: nats://host:port,... [database]"
+)
+@click.option("--read-db", help="postgresql:// URL of a hot standby for API and dashboard reads")
 @click.option("--host", help="Address to listen on [default 127.0.0.1]")
 @click.option("--port", type=int, help="Port to listen on [default 8000]")
 @click.option("--public-url", help="Base URL of tracked links, e.g. https://t.example.com")
@@ -81,7 +86,8 @@ def serve(**flags: Any) -> None:
     """
     flags["trusted_proxies"] = flags["trusted_proxies"] or None
     settings = load_settings(**flags)
-    open_db(settings).close()  # migrate once, before any worker starts
+    # migrate once, before any worker starts (the capture stream is not needed for that)
+    open_db(settings.replace(capture="")).close()
     if settings.log_format == "json":
         handler = logging.StreamHandler()
         handler.setFormatter(JSONFormatter())

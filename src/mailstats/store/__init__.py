@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailstats.errors import InvalidParameter
 from mailstats.store.base import (
     BLOCK_BITS,
     Account,
@@ -32,17 +33,34 @@ __all__ = [
 
 
 def open_store(
-    url: str, *, pool_size: int = 10, migrate: bool = True, block_bits: int = BLOCK_BITS
+    url: str,
+    *,
+    pool_size: int = 10,
+    migrate: bool = True,
+    block_bits: int = BLOCK_BITS,
+    capture: str = "",
+    capture_replicas: int = 3,
+    capture_timeout: float = 0.25,
 ) -> Store:
     """Open the database named by `url`: a file path (SQLite) or a postgresql:// URL.
 
     `block_bits` sets the size of the counted blocks of event IDs for a new database only.
+    `capture` names NATS servers (nats://host:port,...) whose JetStream stream takes the
+    tracking hits instead of the database (PostgreSQL only); each group commit waits up to
+    `capture_timeout` seconds for the stream's acknowledgement.
     """
     if url.startswith(("postgresql://", "postgres://")):
         from mailstats.store.postgres import PostgresBackend
 
-        store = Store(PostgresBackend(url, pool_size=pool_size))
+        log = None
+        if capture:
+            from mailstats.store.stream import StreamCapture
+
+            log = StreamCapture(capture, replicas=capture_replicas, timeout=capture_timeout)
+        store = Store(PostgresBackend(url, pool_size=pool_size, capture=log))
     else:
+        if capture:
+            raise InvalidParameter("capture on NATS needs PostgreSQL, not a SQLite file")
         from mailstats.store.sqlite import SQLiteBackend
 
         store = Store(SQLiteBackend(url))

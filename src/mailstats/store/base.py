@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from mailstats.store.derive import Derived
 
 Row = tuple[Any, ...]
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (or, being a standby, cannot take
+    a write) right now: worth a 503 and a retry, not a 500."""
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | psycopg.errors.ReadOnlySqlTransaction)
+
+
 T = TypeVar("T")
 
 # Events are counted in blocks of 2**BLOCK_BITS IDs (see the event_blocks migration). The

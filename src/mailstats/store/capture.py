@@ -75,6 +75,7 @@ class Backlog:
 
     events: int
     oldest: float | None  # epoch seconds
+    messages: int | None = None  # capture on NATS: stream messages (each a group commit)
 
     def age(self, now: float | None = None) -> float:
         """Seconds since the oldest waiting batch was captured (0 when there is none)."""
@@ -92,6 +93,9 @@ class CaptureLog(abc.ABC):
 
     @abc.abstractmethod
     def backlog(self) -> Backlog: ...
+
+    def start(self) -> None:  # noqa: B027 - a hook, empty where nothing is to connect
+        """Begin connecting in the background (a server starting serves meanwhile)."""
 
     def close(self) -> None:  # noqa: B027 - a hook, empty where nothing is held
         """Release connections."""
@@ -188,7 +192,13 @@ class PostgresCapture(CaptureLog):
         self._sql: dict[tuple[str, ...], str] = {}
 
     def append(self, events: Sequence[Event]) -> None:
-        names, rows = _columns(events, time.time())
+        sql, params = self.statement(events, time.time())
+        with self._pool.connection() as conn:
+            conn.execute(sql, params)
+
+    def statement(self, events: Sequence[Event], captured: float) -> tuple[str, list[Any]]:
+        """The one INSERT that appends `events` (captured at `captured`), and its arrays."""
+        names, rows = _columns(events, captured)
         sql = self._sql.get(names)
         if sql is None:
             columns = ("kind", "key", "ts", "account_id", "emailing_id", "destination_id",
@@ -199,8 +209,7 @@ class PostgresCapture(CaptureLog):
                 f" SELECT %b, * FROM unnest({marks})"
             )
         arrays = [list(column) for column in zip(*rows, strict=True)]
-        with self._pool.connection() as conn:
-            conn.execute(sql, [rows[0][0], *arrays[1:]])
+        return sql, [rows[0][0], *arrays[1:]]
 
     def backlog(self) -> Backlog:
         with self._pool.connection() as conn:

@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 from mailstats.kinds import CLICKS, DELIVERIES, ERRORS, IMPRESSIONS, KINDS
 from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
-from mailstats.store.capture import PostgresCapture
+from mailstats.store.capture import CaptureLog, PostgresCapture
 from mailstats.store.derive import Derived
 from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS, event_row
 from mailstats.store.partitions import Partitions
@@ -73,7 +73,8 @@ class PostgresBackend(Backend):
     like = "ILIKE"  # SQLite's LIKE ignores ASCII case; PostgreSQL's does not
     unindexed = ""  # the planner weighs every index well enough (and prunes by ts)
 
-    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0,
+                 capture: CaptureLog | None = None) -> None:  # fmt: skip
         self.queries = queries.load("postgres")
         settings = {**_CONNECT_DEFAULTS, **conninfo_to_dict(url)}
         settings.setdefault("options", _SESSION_OPTIONS)
@@ -96,7 +97,9 @@ class PostgresBackend(Backend):
         # seconds, and the pool reconnects in the background once it is back.
         self.pool.open(wait=False)
         self.partitions = Partitions(self.pool, EVENTS_LOCK)
-        self._capture = PostgresCapture(self.pool)
+        self._table = PostgresCapture(self.pool)
+        # the log tracking hits go to: this table, or a NATS stream (StreamCapture)
+        self._capture: CaptureLog = capture or self._table
         self._url = url
         self._role_settings: dict[str, Any] = {**settings, "autocommit": True}
         self._role_conn: psycopg.Connection[Any] | None = None
@@ -159,13 +162,15 @@ class PostgresBackend(Backend):
         return int(new)
 
     @property
-    def capture(self) -> PostgresCapture:
+    def capture(self) -> CaptureLog:
         return self._capture
 
     def derive(self, limit: int) -> Derived:
         """Take the oldest events off the log and store them, in one statement and one
         transaction: a failure anywhere puts them back."""
         if not self.fetch("SELECT 1 FROM capture_log LIMIT 1"):
+            if self._capture is not self._table:
+                return self._derive_stream(limit)
             return Derived()  # nothing waits: no lock, no transaction
         bits = self.block_bits()
         for _ in range(2):
@@ -190,6 +195,36 @@ class PostgresBackend(Backend):
             except _NeedsPartitions as needs:
                 self.partitions.ensure(needs.stamps)
         return Derived()
+
+    def _derive_stream(self, limit: int) -> Derived:
+        """Events pulled from the stream, stored in one transaction through the log table
+        (the same statement as `derive`), then acknowledged: a crash before the
+        acknowledgement redelivers them, and their keys make the second time a no-op."""
+        from mailstats.store.stream import StreamCapture
+
+        assert isinstance(self._capture, StreamCapture)
+        pulled = self._capture.pull(limit)
+        if not pulled.events:
+            self._capture.ack(pulled)  # messages without a readable line
+            return Derived()
+        events = pulled.events
+        self.partitions.ensure({event.ts for event in events})
+        bits = self.block_bits()
+        captured = pulled.captured or time.time()
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+                conn.execute(*self._table.statement(events, captured))
+                sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
+                row = conn.execute(sql, (len(events),), prepare=False).fetchone()
+                assert row is not None
+                new, unseated_ids, unseated_ts, taken, batched, _ = row
+                _unseat(conn, unseated_ids, unseated_ts, bits)
+        except Exception:
+            self._capture.nak(pulled)  # delivered again at once, not after the ack wait
+            raise
+        self._capture.ack(pulled)
+        return Derived(int(taken), int(new), int(taken) - int(batched), [captured])
 
     def indexer_role(self) -> bool:
         """A session advisory lock on a connection of its own, held while it lives (checked
@@ -257,6 +292,8 @@ class PostgresBackend(Backend):
         self.partitions.maintain()
 
     def close(self) -> None:
+        if self._capture is not self._table:
+            self._capture.close()
         if self._role_conn is not None:
             self._role_conn.close()  # releases the indexer role
             self._role_conn = None

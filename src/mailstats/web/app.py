@@ -94,9 +94,21 @@ class App:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.owns_store = store is None
         self.store = store or open_store(
-            settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits
+            settings.db,
+            pool_size=settings.pool_size,
+            block_bits=settings.block_bits,
+            capture=settings.capture,
+            capture_replicas=settings.capture_replicas,
+            capture_timeout=settings.commit_deadline_ms / 1000,
         )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
+        self.store.backend.capture.start()
+        # a hot standby for reads; never migrated from here (it follows the primary)
+        self.reads = (
+            open_store(settings.read_db, pool_size=settings.pool_size, migrate=False)
+            if settings.read_db
+            else None
+        )
         self.indexer = Indexer(self.store.backend)
         self.retention = privacy.Retention(self.store, settings.retention_interval)
         # pushes the webhook outbox; any number of processes may run one (see dispatcher)
@@ -115,6 +127,7 @@ class App:
             writer,
             RateLimiter(settings.rate_limit, settings.rate_burst),
             self.indexer,
+            reads=self.reads,
         )
         self.tracker = Tracker(self.state)
         self._tracking = {
@@ -158,6 +171,8 @@ class App:
             self.dispatcher.close()
         if self.owns_store:
             self.store.close()
+        if self.reads is not None:
+            self.reads.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -35,7 +35,14 @@ class State:
     writer: Writer
     limiter: RateLimiter
     indexer: Indexer | None = None  # None where this app runs none (it always does in serve)
+    reads: Store | None = None  # a hot standby (read_db), when there is one
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
+
+    @property
+    def read(self) -> Store:
+        """Where list, statistics, export and dashboard reads go: the standby, or `store`.
+        Nothing called on it writes."""
+        return self.reads or self.store
 
     def zone(self, name: str) -> ZoneInfo:
         zone = self.zones.get(name)
@@ -80,7 +87,9 @@ async def account(request: Request) -> Account:
     if not token or len(token) > 256:
         raise InvalidToken()
     st = state(request)
-    found = await run(st.store.authenticate, token)
+    # a read checks its token where it reads (a standby answers with the primary down); a
+    # write checks it on the primary
+    found = await run((st.read if request.method == "GET" else st.store).authenticate, token)
     if found is None:
         raise InvalidToken()
     st.limiter.check(found.id)

@@ -10,8 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailstats.errors import InvalidMethod, MailstatsError, RateLimited
+from mailstats.store.base import unavailable
 
 log = logging.getLogger("mailstats.web")
+
+UNAVAILABLE = "The database is unavailable; try again shortly"
+RETRY_AFTER = "5"  # seconds: about a failover's length
 
 JSON = "application/json"  # exactly: Copernica's PHP class compares the header to this string
 
@@ -34,6 +38,9 @@ def response_for(exc: BaseException) -> Response:
         return error_response(exc.message, 400)
     if isinstance(exc, HTTPException):
         return error_response(InvalidMethod().message, 400)
+    if unavailable(exc):
+        log.warning("database unavailable: %s", str(exc).strip().splitlines()[0:1])
+        return error_response(UNAVAILABLE, 503, {"Retry-After": RETRY_AFTER})
     log.exception("unexpected error", exc_info=exc)
     return error_response("Internal server error", 500)
 

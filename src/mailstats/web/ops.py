@@ -230,6 +230,12 @@ def _derive_figures(st: State) -> Iterator[GaugeMetricFamily | CounterMetricFami
     events = GaugeMetricFamily("mailstats_derive_backlog_events", "Captured, not derived yet")
     events.add_metric([], backlog.events)
     yield events
+    if backlog.messages is not None:
+        messages = GaugeMetricFamily(
+            "mailstats_derive_backlog_messages", "Stream messages not derived yet (capture on NATS)"
+        )
+        messages.add_metric([], backlog.messages)
+        yield messages
     age = GaugeMetricFamily(
         "mailstats_derive_backlog_age_seconds", "Age of the oldest event not derived yet"
     )

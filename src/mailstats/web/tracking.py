@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from mailstats.kinds import CLICKS, IMPRESSIONS, UNSUBSCRIBES, Kind
 from mailstats.store import Event
+from mailstats.store.base import unavailable
 from mailstats.tracking.devices import hit_values
 from mailstats.tracking.render import personalise
 from mailstats.tracking.tokens import Purpose
@@ -41,6 +42,7 @@ _METHODS = {
     allow: frozenset(allow.decode().split(", ")) for allow in (b"GET, HEAD", b"GET, HEAD, POST")
 }
 _MAX_UA = 1024
+RETRY_AFTER = b"5"  # seconds a visitor waits when the database is unreachable
 _REDIRECT = [(b"content-length", b"0"), *_NO_CACHE]  # a 302's headers after the location
 
 
@@ -260,15 +262,23 @@ class Tracker:
             return
         dest_id, link_id = ids
         # cached entries need no coroutine and no thread
-        link = self._links[link_id] if link_id in self._links else await self._link(link_id)
+        try:
+            link = self._links[link_id] if link_id in self._links else await self._link(link_id)
+        except Exception as exc:
+            return await self._unanswerable(scope, send, exc, dest_id, link_id)
         if link is None:
             return await _plain(scope, send, 404, "Not found")
         emailing_id, url = link
         owner = (0, 0)
         if "{$" in url:  # personalised: the destination's fields fill it in
-            dest = (
-                self._dests[dest_id] if dest_id in self._dests else await self._destination(dest_id)
-            )
+            try:
+                dest = (
+                    self._dests[dest_id]
+                    if dest_id in self._dests
+                    else await self._destination(dest_id)
+                )
+            except Exception as exc:
+                return await self._unanswerable(scope, send, exc, dest_id, link_id)
             if dest is None or dest[1] != emailing_id:
                 return await _plain(scope, send, 404, "Not found")
             url, owner = personalise(url, dest[2]), (dest[0], dest[1])
@@ -277,6 +287,17 @@ class Tracker:
         headers = [(b"location", _location(url)), *_REDIRECT]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+    async def _unanswerable(self, scope: Scope, send: Send, exc: Exception, dest_id: int,
+                            link_id: int) -> None:  # fmt: skip
+        """The database is needed for the redirect's target and cannot be reached: the click
+        is captured all the same (its token is valid; the indexer checks the rest), and the
+        visitor is asked to come back. Any other failure is a 500, as before."""
+        if not unavailable(exc):
+            raise exc
+        if scope["method"] == "GET":
+            await self.st.writer.write(self._event(CLICKS, scope, dest_id, link_id))
+        await _plain(scope, send, 503, "Try again shortly", [(b"retry-after", RETRY_AFTER)])
 
     async def open(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
         ids = await self._ids(Purpose.OPEN, scope, send, token, b"GET, HEAD")

@@ -24,15 +24,15 @@ async def get(request: Request) -> Response:
     query = context.query(request)
 
     def load() -> dict[str, object]:
-        emailing = st.store.emailing(account.id, scope.emailing_id or 0)
-        rng = charts.resolve_range(st.store, scope, emailing, tz, query)
+        emailing = st.read.emailing(account.id, scope.emailing_id or 0)
+        rng = charts.resolve_range(st.read, scope, emailing, tz, query)
         if name == "timeline":
-            return charts.timeline(st.store, scope, rng, tz)
+            return charts.timeline(st.read, scope, rng, tz)
         ranged = rng if any(query.get(n) for n in ("range", "begin", "end")) else None
         if name == "links":
-            return charts.links(st.store, scope, ranged)
+            return charts.links(st.read, scope, ranged)
         if name == "clients":
-            return charts.clients(st.store, scope, ranged)
-        return charts.bounces(st.store, scope, ranged)
+            return charts.clients(st.read, scope, ranged)
+        return charts.bounces(st.read, scope, ranged)
 
     return context.json(await context.run(load))

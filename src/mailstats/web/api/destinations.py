@@ -71,7 +71,7 @@ async def list_all(request: Request) -> Response:
     st = context.state(request)
     tz = st.zone(account.timezone)
     page = await context.run(
-        lambda: st.store.destinations(
+        lambda: st.read.destinations(
             account.id, emailing_id, start=paging.start, limit=paging.limit, total=paging.total
         )
     )
@@ -96,7 +96,7 @@ async def get_one(request: Request) -> Response:
     """GET ms/destination/$id."""
     account = await context.account(request)
     st = context.state(request)
-    dest = await context.run(st.store.destination, account.id, context.path_id(request))
+    dest = await context.run(st.read.destination, account.id, context.path_id(request))
     return context.json(
         {
             "ID": str(dest.id),
@@ -116,9 +116,9 @@ def _tracking_urls(st: context.State, dest: Destination) -> message.Urls:
 def _loaded(
     st: context.State, account_id: int, destination_id: int
 ) -> tuple[Destination, Emailing, Any]:
-    dest = st.store.destination(account_id, destination_id)
-    emailing = st.store.emailing(account_id, dest.emailing_id)
-    return dest, emailing, st.store.links(emailing.id)
+    dest = st.read.destination(account_id, destination_id)
+    emailing = st.read.emailing(account_id, dest.emailing_id)
+    return dest, emailing, st.read.links(emailing.id)
 
 
 async def body(request: Request) -> Response:
@@ -141,6 +141,6 @@ async def headers(request: Request) -> Response:
     """GET ms/destination/$id/headers: what the sender adds (RFC 8058 unsubscribe, Message-ID)."""
     account = await context.account(request)
     st = context.state(request)
-    dest = await context.run(st.store.destination, account.id, context.path_id(request))
-    emailing = await context.run(st.store.emailing, account.id, dest.emailing_id)
+    dest = await context.run(st.read.destination, account.id, context.path_id(request))
+    emailing = await context.run(st.read.emailing, account.id, dest.emailing_id)
     return context.json(message.headers(emailing, _tracking_urls(st, dest)))

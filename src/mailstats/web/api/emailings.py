@@ -110,7 +110,7 @@ async def list_all(request: Request) -> Response:
         upper = name == "todate"
         bounds[name] = None if raw is None else params.parse_time(raw, tz, name, upper=upper)
     page = await context.run(
-        lambda: st.store.emailings(
+        lambda: st.read.emailings(
             account.id,
             start=paging.start,
             limit=paging.limit,
@@ -126,5 +126,5 @@ async def get_one(request: Request) -> Response:
     """GET ms/emailing/$id."""
     account = await context.account(request)
     st = context.state(request)
-    emailing = await context.run(st.store.emailing, account.id, context.path_id(request))
+    emailing = await context.run(st.read.emailing, account.id, context.path_id(request))
     return context.json(item(emailing, st.zone(account.timezone), tags=True))

@@ -34,13 +34,13 @@ async def list_events(request: Request) -> Response:
     lp = params.parse_list_params(query, tz, filterable(kind))
     fmt = params.scalar(query, "format")
     scope = context.scope(request, account.id)
-    await context.run(st.store.check_scope, scope)
+    await context.run(st.read.check_scope, scope)
     flt = Filter(lp.begin, lp.end, lp.unique, lp.conditions)
     if fmt is not None:
         return _stream(st, kind, scope, flt, tz, fmt)
     page = lp.paging
     found = await context.run(
-        lambda: st.store.events(
+        lambda: st.read.events(
             kind, scope, flt, start=page.start, limit=page.limit, total=page.total
         )
     )
@@ -54,7 +54,7 @@ def _stream(
     """The whole selection, no page cap, as NDJSON or CSV, in bounded memory."""
     if fmt not in ("ndjson", "csv"):
         raise InvalidParameter("Invalid value for parameter 'format': use ndjson or csv")
-    rows = st.store.stream_events(kind, scope, flt)
+    rows = st.read.stream_events(kind, scope, flt)
     if fmt == "ndjson":
         chunks = ndjson_chunks(kind, rows, tz)
         return StreamingResponse(chunks, media_type="application/x-ndjson")

@@ -25,9 +25,9 @@ async def get(request: Request) -> Response:
     extended = params.extended(query)
 
     def load() -> tuple[int, dict[str, Any], dict[str, int]]:
-        st.store.check_scope(scope)
-        reasons = st.store.error_reasons(scope, *bounds) if extended else {}
-        return st.store.destination_count(scope), st.store.statistics(scope, *bounds), reasons
+        st.read.check_scope(scope)
+        reasons = st.read.error_reasons(scope, *bounds) if extended else {}
+        return st.read.destination_count(scope), st.read.statistics(scope, *bounds), reasons
 
     destinations, stats, reasons = await context.run(load)
     counts = stats["counts"]

@@ -18,7 +18,7 @@ async def list_all(request: Request) -> Response:
     paging = params.parse_paging(context.query(request))
     st = context.state(request)
     tz = st.zone(account.timezone)
-    found = await context.run(suppressions.list_all, st.store, account.id)
+    found = await context.run(suppressions.list_all, st.read, account.id)
     rows = found[paging.start : paging.start + paging.limit] if paging.start >= 0 else []
     if paging.limit < 0:
         rows = []

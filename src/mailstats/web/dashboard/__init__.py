@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mailstats.errors import MailstatsError, NotFound
+from mailstats.store.base import unavailable
 from mailstats.web.context import State
 from mailstats.web.dashboard import auth, pages
 from mailstats.web.dashboard.render import page
@@ -56,6 +57,12 @@ async def _error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return page(request, "error.html", status=exc.status_code, title="Cannot show this",
                     message=str(exc.detail))  # fmt: skip
+    if unavailable(exc):
+        log.warning("database unavailable: %s", str(exc).strip().splitlines()[0:1])
+        response = page(request, "error.html", status=503, title="Try again shortly",
+                        message="The database is unavailable.")  # fmt: skip
+        response.headers["Retry-After"] = "5"
+        return response
     log.exception("dashboard error", exc_info=exc)
     return page(request, "error.html", status=500, title="Something went wrong",
                 message="The error is in the server's log.")  # fmt: skip

@@ -45,7 +45,7 @@ async def account(request: Request) -> Account:
     if not isinstance(via, str) or not isinstance(signer, int):
         raise SignInNeeded()
     st = context.state(request)
-    found = await context.run(st.store.users.account, via, signer)
+    found = await context.run(st.read.users.account, via, signer)
     if found is None:
         request.session.clear()
         raise SignInNeeded()
@@ -84,7 +84,9 @@ async def sign_in(request: Request) -> Response:
     token = fields.get("token", "").strip()
     name, password = fields.get("user", "").strip(), fields.get("password", "")
     if token:
-        signer = await context.run(st.store.users.with_token, token)
+        # a read: a read node signs in with the primary down (a password may be rehashed:
+        # that one goes to the primary)
+        signer = await context.run(st.read.users.with_token, token)
     elif name and password:
         signer = await context.run(st.store.users.with_password, name, password)
     else:

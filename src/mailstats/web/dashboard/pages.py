@@ -70,7 +70,7 @@ async def overview(request: Request) -> Response:
     number = max(1, _int(request, "page", 1))
 
     def load() -> tuple[list[dict[str, Any]], int]:
-        rows, total = st.store.charts.emailings(
+        rows, total = st.read.charts.emailings(
             account.id,
             sort=sort,
             descending=descending,
@@ -86,8 +86,8 @@ async def overview(request: Request) -> Response:
                     "created": created,
                     "subject": subject,
                     "recipients": recipients,
-                    "figures": _figures(st.store, scope, None, None),
-                    "spark": _sparkline(st.store, scope, created, tz),
+                    "figures": _figures(st.read, scope, None, None),
+                    "spark": _sparkline(st.read, scope, created, tz),
                 }
             )
         return items, total
@@ -151,7 +151,7 @@ async def emailing(request: Request) -> Response:
     query = {k: request.query_params.getlist(k) for k in request.query_params}
     query = {k: v for k, v in query.items() if v and v[-1] != ""}
     rpage = _int(request, "rpage", 0)
-    data = await context.run(_emailing_page, st.store, account, emailing_id, tz, query, rpage)
+    data = await context.run(_emailing_page, st.read, account, emailing_id, tz, query, rpage)
     return page(request, "emailing.html", account=account, tz=tz, **data)
 
 
@@ -162,9 +162,9 @@ async def destination(request: Request) -> Response:
     destination_id = context.path_id(request)
 
     def load() -> dict[str, Any]:
-        dest = st.store.destination(account.id, destination_id)
-        emailing = st.store.emailing(account.id, dest.emailing_id)
-        rows = st.store.charts.timeline(Scope(account.id, destination_id=destination_id))
+        dest = st.read.destination(account.id, destination_id)
+        emailing = st.read.emailing(account.id, dest.emailing_id)
+        rows = st.read.charts.timeline(Scope(account.id, destination_id=destination_id))
         events = [
             {
                 "id": r[0], "kind": _CODES.get(int(r[1]), "?"), "ts": r[2], "url": r[3],
@@ -193,11 +193,11 @@ async def export(request: Request) -> Response:
     scope = Scope(account.id, emailing_id=emailing_id)
 
     def prepare() -> charts.Range:
-        found = st.store.emailing(account.id, emailing_id)
-        return charts.resolve_range(st.store, scope, found, tz, query)
+        found = st.read.emailing(account.id, emailing_id)
+        return charts.resolve_range(st.read, scope, found, tz, query)
 
     rng = await context.run(prepare)
-    rows = st.store.stream_events(kind, scope, Filter(rng.begin, rng.end - 1))
+    rows = st.read.stream_events(kind, scope, Filter(rng.begin, rng.end - 1))
     name = f"emailing-{emailing_id}-{kind.name}-{rng.first}-{rng.last}.csv"
     return StreamingResponse(
         csv_chunks(kind, rows, tz),
