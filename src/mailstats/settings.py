@@ -81,6 +81,8 @@ class Settings:
     ready_timeout: float = 2.0  # seconds /readyz waits for the database
     ready_spool_bytes: int = 64 * 1024 * 1024  # /readyz fails with more than this spooled
     ready_backlog_seconds: float = 60.0  # ... or with a captured event older than this
+    geo: str = "network"  # or "country", or "off": what the indexer looks up per address
+    geo_db: str = ""  # MaxMind-format files, comma-separated; empty: the bundled data
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,6 +101,10 @@ class Settings:
     def smtp_name(self) -> str:
         """The relay's host name in its greeting and EHLO."""
         return self.smtp_hostname or urlsplit(self.base_url).hostname or "localhost"
+
+    @property
+    def geo_paths(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.geo_db.split(",") if p.strip())
 
     @property
     def zone(self) -> ZoneInfo:
@@ -183,6 +189,8 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("workers must be at least 1")
     if settings.log_format not in ("text", "json"):
         raise InvalidParameter("log_format must be text or json")
+    if settings.geo not in ("network", "country", "off"):
+        raise InvalidParameter("geo must be network, country or off")
     if not 0 <= settings.block_bits <= 40:
         raise InvalidParameter("block_bits must be 0 to 40")
     if settings.sns_certificates:

@@ -9,6 +9,7 @@ from mailstats.cli import (
     backlog,
     demo,
     export,
+    geo,
     ingest,
     maillog,
     relay,
@@ -40,6 +41,7 @@ cli.add_command(relay.relay)
 cli.add_command(suppressions.suppressions)
 cli.add_command(users.user)
 cli.add_command(stats.stats)
+cli.add_command(geo.geo)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import click
 
 from mailstats import settings as settings_mod
 from mailstats.errors import MailstatsError
+from mailstats.geo import Geo
 from mailstats.settings import Settings
 from mailstats.store import Store, open_store
 
@@ -36,6 +37,9 @@ def load_settings(**flags: Any) -> Settings:
 
 def open_db(settings: Settings) -> Store:
     try:
-        return open_store(settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits)
+        geo = Geo(settings.geo, settings.geo_paths)
+        return open_store(
+            settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits, geo=geo
+        )
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailstats.geo import Geo
 from mailstats.store.base import (
     BLOCK_BITS,
     Account,
@@ -32,11 +33,17 @@ __all__ = [
 
 
 def open_store(
-    url: str, *, pool_size: int = 10, migrate: bool = True, block_bits: int = BLOCK_BITS
+    url: str,
+    *,
+    pool_size: int = 10,
+    migrate: bool = True,
+    block_bits: int = BLOCK_BITS,
+    geo: Geo | None = None,
 ) -> Store:
     """Open the database named by `url`: a file path (SQLite) or a postgresql:// URL.
 
     `block_bits` sets the size of the counted blocks of event IDs for a new database only.
+    `geo` is what deriving looks up per address (none: nothing).
     """
     if url.startswith(("postgresql://", "postgres://")):
         from mailstats.store.postgres import PostgresBackend
@@ -46,6 +53,8 @@ def open_store(
         from mailstats.store.sqlite import SQLiteBackend
 
         store = Store(SQLiteBackend(url))
+    if geo is not None:
+        store.backend.geo = geo
     if migrate:
         store.backend.migrate(block_bits)
     return store

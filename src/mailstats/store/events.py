@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mailstats.geo import Geo
 from mailstats.kinds import KINDS, Kind
 from mailstats.store.base import Event, Scope
 
@@ -26,6 +27,15 @@ INSERT_COLUMNS: tuple[str, ...] = (
     "first",
     *VALUE_COLUMNS,
 )
+
+
+# Found by the indexer from the address (mailstats.geo): stored beside INSERT_COLUMNS.
+GEO_COLUMNS: tuple[str, ...] = ("country", "network_id")
+
+
+def geo_rows(geo: Geo, addresses: Iterable[str]) -> list[tuple[str, str, int, str | None]]:
+    """(address, country, asn or 0, organisation) for each distinct address."""
+    return [(a, p.country, p.asn or 0, p.asnorg) for a, p in geo.places(addresses).items()]
 
 
 class Condition(Protocol):
@@ -51,6 +61,7 @@ class Filter:
 
 _USES_D = re.compile(r"\bd\.")
 _USES_L = re.compile(r"\bl\.")
+_USES_NW = re.compile(r"\bnw\.")
 _OPERATORS = {"=", "!=", "<", ">", "<=", ">=", "LIKE", "NOT LIKE"}
 
 
@@ -89,6 +100,9 @@ def select_expressions(kind: Kind) -> dict[str, str]:
         "destination": "e.destination_id",
         "profile": "d.profile",
         "subprofile": "d.subprofile",
+        "country": "coalesce(e.country, '')",
+        "asn": "nullif(nw.asn, 0)",
+        "asnorg": "nw.name",
     }
     return {name: known.get(name, f"e.{name}") for name in kind.fields}
 
@@ -148,6 +162,8 @@ def joins(kind: Kind, text: str) -> str:
         out += " JOIN destinations d ON d.id = e.destination_id"
     if _USES_L.search(text):
         out += " JOIN links l ON l.id = e.link_id"
+    if _USES_NW.search(text):
+        out += " LEFT JOIN networks nw ON nw.id = e.network_id"
     return out
 
 

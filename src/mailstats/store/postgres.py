@@ -11,7 +11,7 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
@@ -27,7 +27,7 @@ from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import PostgresCapture
 from mailstats.store.derive import Derived
-from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS, event_row
+from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS, event_row, geo_rows
 from mailstats.store.partitions import Partitions
 
 log = logging.getLogger("mailstats.store")
@@ -150,9 +150,11 @@ class PostgresBackend(Backend):
         if not events:
             return 0
         bits = self.block_bits()
-        sql, params = _batch(events, bits)
+        names, params = _batch(events)
+        places = self._places(conn, _addresses(events)) if "ip" in names else None
+        sql = _insert_sql(names, bits, geo=places is not None)
         # never prepared: a generic plan, blind to the batch, runs about twice as slow
-        row = conn.execute(sql, params, prepare=False).fetchone()
+        row = conn.execute(sql, [*(places or ()), *params], prepare=False).fetchone()
         assert row is not None
         new, unseated_ids, unseated_ts = row
         _unseat(conn, unseated_ids, unseated_ts, bits)
@@ -180,8 +182,11 @@ class PostgresBackend(Backend):
                     low, high = span
                     if not self.partitions.cover({int(low), int(high)}):
                         raise _NeedsPartitions({int(low), int(high)})
-                    sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
-                    row = conn.execute(sql, (limit,), prepare=False).fetchone()
+                    found = conn.execute(_LOG_ADDRESSES, (limit,)).fetchall()
+                    places = self._places(conn, [r[0] for r in found])
+                    sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE, places is not None)
+                    params = [*(places or ()), limit]
+                    row = conn.execute(sql, params, prepare=False).fetchone()
                     assert row is not None
                     new, unseated_ids, unseated_ts, taken, batched, captured = row
                     _unseat(conn, unseated_ids, unseated_ts, bits)
@@ -190,6 +195,20 @@ class PostgresBackend(Backend):
             except _NeedsPartitions as needs:
                 self.partitions.ensure(needs.stamps)
         return Derived()
+
+    def _places(self, conn: psycopg.Connection[Any], addresses: Iterable[str]) -> list[Any] | None:
+        """Where the batch's events came from (mailstats.geo), its own step: the distinct
+        full addresses looked up (cached), their organisations added to `networks`, and
+        the arrays of the insert's `places` (none: geo is off or no event has an address)."""
+        if not self.geo.on:
+            return None
+        rows = geo_rows(self.geo, addresses)
+        if not rows:
+            return None
+        ips, countries, asns, orgs = (list(c) for c in zip(*rows, strict=True))
+        if any(orgs):
+            conn.execute(_NETWORKS_ADD, (asns, orgs))
+        return [ips, countries, asns, orgs]
 
     def indexer_role(self) -> bool:
         """A session advisory lock on a connection of its own, held while it lives (checked
@@ -298,8 +317,8 @@ _INSERT_TYPES = {
 _FIRST = INSERT_COLUMNS.index("first")
 
 
-def _batch(events: Sequence[Event], bits: int) -> tuple[str, list[list[Any]]]:
-    """The statement for this batch and its parameters: one array per column.
+def _batch(events: Sequence[Event]) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The columns of this batch and its parameters: one array per column.
 
     Columns that are NULL throughout the batch (those of other kinds) are left out.
     """
@@ -311,7 +330,17 @@ def _batch(events: Sequence[Event], bits: int) -> tuple[str, list[list[Any]]]:
             continue
         names.append(name)
         arrays.append(list(columns[i]))
-    return _insert_sql(tuple(names), bits), arrays
+    return tuple(names), arrays
+
+
+def _addresses(events: Sequence[Event]) -> set[str]:
+    """The distinct addresses of a batch, cut to the column's bound as they are stored."""
+    found = set()
+    for event in events:
+        for column, value in zip(event.kind.columns, event.values, strict=True):
+            if column.name == "ip" and value:
+                found.add(str(value)[: column.max_length])
+    return found
 
 
 _LOG_COLUMNS = ("kind", "key", "ts", "account_id", "emailing_id", "destination_id", "link_id",
@@ -321,6 +350,25 @@ _BOUNDS = {c.name: c.max_length for k in KINDS.values() for c in k.columns if c.
 _LOG_SPAN = """
 SELECT min(ts), max(ts) FROM (SELECT ts FROM capture_log ORDER BY id LIMIT %s) oldest
 """
+# Their distinct addresses (as the batch cuts them), for the lookup before the insert. A
+# capture committed in between with a lower ID would be in the batch without a place: its
+# country stays NULL (not looked up), which is rare and harmless.
+_LOG_ADDRESSES = f"""
+SELECT DISTINCT left(ip, {_BOUNDS["ip"]}) FROM (SELECT ip FROM capture_log ORDER BY id LIMIT %s) oldest
+WHERE ip IS NOT NULL AND ip <> ''
+"""
+# Organisations are kept once each; the insert finds their IDs by (asn, name).
+_NETWORKS_ADD = """
+INSERT INTO networks (asn, name)
+SELECT DISTINCT a, o FROM unnest(%b::bigint[], %b::text[]) AS u(a, o) WHERE o IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+# The places of the batch's addresses, passed as arrays (ip, country, asn, organisation).
+_PLACES = """places AS (
+    SELECT p.ip, p.country, n.id AS network_id
+    FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[]) AS p(ip, country, asn, asnorg)
+    LEFT JOIN networks n ON n.asn = p.asn AND n.name = p.asnorg
+)"""
 # The same rows taken off the log as the batch of the insert: hits (account 0) get their
 # account and emailing from their destination; those naming no destination, or a link of
 # another emailing (only a token signed for another database can), are dropped.
@@ -354,7 +402,7 @@ WHERE (b.account_id, b.kind, b.block, b.emailing_id) = (u.account_id, u.kind, u.
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
+def _insert_sql(names: tuple[str, ...], bits: int, source: str = "", geo: bool = False) -> str:
     """One statement for a whole batch, its columns passed as binary arrays.
 
     It does what SQLite's insert_events does event by event: a replay (a key already
@@ -366,6 +414,7 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
     The batch's counts are added to event_blocks (blocks of 2**bits IDs).
     It returns the count of new events and the (id, ts) of events that lost the flag:
     clearing those here would plan as a join over every partition, so the caller does it.
+    With `geo`, the events get their country and network from `places` (arrays first).
     """
     arrays = ", ".join(f"%b::{_INSERT_TYPES[name]}[]" for name in names)
     listed = ", ".join(names)
@@ -377,6 +426,10 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
         else ""
     )
     values = ", ".join(f"f.{name}" for name in names)
+    located, place, places = "", "", ""
+    if geo:
+        located, place = ", country, network_id", ", g.country, g.network_id"
+        places = f"{_PLACES}, "
     group = "kind, destination_id, link_id"
     retry = f"a.kind = {DELIVERIES.code} AND a.attempts > 1"
     retries, flagged, join = "0, 0", "", ""
@@ -393,7 +446,7 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
     INSERT INTO retried (destination_id) SELECT destination_id FROM flagged"""
         join = " LEFT JOIN flagged fl USING (id)"
     return f"""
-WITH {batch}, fresh AS (
+WITH {places}{batch}, fresh AS (
     SELECT DISTINCT ON (b.key) b.* FROM batch b
     WHERE NOT EXISTS (SELECT FROM event_keys k WHERE k.key = b.key)
     ORDER BY b.key, b.n
@@ -404,9 +457,9 @@ WITH {batch}, fresh AS (
     FROM best LEFT JOIN firsts h USING ({group})
     WHERE h.ts IS NULL OR best.ts < h.ts
 ), added AS (
-    INSERT INTO events ({listed}, first)
-    SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END
-    FROM fresh f LEFT JOIN won w ON w.n = f.n
+    INSERT INTO events ({listed}, first{located})
+    SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END{place}
+    FROM fresh f LEFT JOIN won w ON w.n = f.n{" LEFT JOIN places g ON g.ip = f.ip" if geo else ""}
     ORDER BY f.n
     RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts{flagged}
 ), counted AS (

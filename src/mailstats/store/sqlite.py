@@ -16,7 +16,7 @@ from mailstats.store import sqlite_batch as batch
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import SQLiteCapture
 from mailstats.store.derive import Derived
-from mailstats.store.events import event_row
+from mailstats.store.events import event_row, geo_rows
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -84,6 +84,7 @@ class SQLiteBackend(Backend):
             try:
                 cur.execute("UPDATE schema_migrations SET applied_at = applied_at WHERE 0")
                 cur.execute("DELETE FROM temp.batch")
+                cur.execute("DELETE FROM temp.places")
                 yield cur
             except BaseException:
                 self._writer.rollback()
@@ -133,10 +134,22 @@ class SQLiteBackend(Backend):
             for statement in batch.IDS_RANKED[:-1]:
                 cur.execute(statement)
             cur.execute(batch.IDS_RANKED[-1], (stored,))
+        self._locate(cur)
         bits = self.block_bits()
         for statement in batch.DERIVE:
             cur.execute(statement.format(bits=bits))
         return int(cur.execute("SELECT count(*) FROM temp.batch").fetchone()[0]), dropped
+
+    def _locate(self, cur: sqlite3.Cursor) -> None:
+        """The staged events' country and network, from their full address (mailstats.geo)."""
+        if not self.geo.on:
+            return
+        addresses = [row[0] for row in cur.execute(batch.PLACE_ADDRESSES)]
+        if not addresses:
+            return
+        cur.executemany(batch.PLACE_STAGE, geo_rows(self.geo, addresses))
+        cur.execute(batch.PLACE_NETWORKS)
+        cur.execute(batch.PLACE_APPLY)
 
     @property
     def capture(self) -> SQLiteCapture:

@@ -8,7 +8,7 @@ insert, so flags and counters are computed from the staged rows alone.
 from __future__ import annotations
 
 from mailstats.kinds import CLICKS, DELIVERIES, KINDS
-from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS
+from mailstats.store.events import GEO_COLUMNS, INSERT_COLUMNS, VALUE_COLUMNS
 
 _VALUES = ", ".join(VALUE_COLUMNS)
 _BOUNDS = {c.name: c.max_length for kind in KINDS.values() for c in kind.columns}
@@ -21,8 +21,10 @@ STAGING = (
         n INTEGER PRIMARY KEY, id INTEGER, kind INTEGER, key BLOB UNIQUE, ts INTEGER,
         account_id INTEGER, emailing_id INTEGER, destination_id INTEGER, link_id INTEGER,
         first INTEGER NOT NULL DEFAULT 0, retried INTEGER NOT NULL DEFAULT 0,
-        hit INTEGER NOT NULL DEFAULT 0, {_VALUES})""",
+        hit INTEGER NOT NULL DEFAULT 0, country TEXT, network_id INTEGER, {_VALUES})""",
     "CREATE TEMP TABLE IF NOT EXISTS ranks (k INTEGER PRIMARY KEY, n INTEGER UNIQUE)",
+    """CREATE TEMP TABLE IF NOT EXISTS places (
+        ip TEXT PRIMARY KEY, country TEXT, asn INTEGER, asnorg TEXT)""",
 )
 
 
@@ -68,6 +70,18 @@ IDS_RANKED = (
     "INSERT INTO temp.ranks (n) SELECT n FROM temp.batch ORDER BY n",
     "UPDATE temp.batch SET id = ? + (SELECT r.k FROM temp.ranks r WHERE r.n = batch.n)",
 )
+# Where the events came from (mailstats.geo), its own step: the batch's distinct addresses,
+# in full, are looked up in Python (cached) and staged in temp.places, then applied with a
+# join; organisations are kept once each in `networks`.
+PLACE_ADDRESSES = "SELECT DISTINCT ip FROM temp.batch WHERE ip IS NOT NULL AND ip <> ''"
+PLACE_STAGE = "INSERT INTO temp.places (ip, country, asn, asnorg) VALUES (?, ?, ?, ?)"
+PLACE_NETWORKS = """INSERT OR IGNORE INTO networks (asn, name)
+    SELECT DISTINCT asn, asnorg FROM temp.places WHERE asnorg IS NOT NULL"""
+PLACE_APPLY = """UPDATE temp.batch SET country = p.country, network_id = n.id
+    FROM temp.places p LEFT JOIN networks n ON n.asn = p.asn AND n.name = p.asnorg
+    WHERE p.ip = batch.ip"""
+
+_STORED = ", ".join((*INSERT_COLUMNS, *GEO_COLUMNS))
 DERIVE = (
     # the earliest of each group is first, unless a stored event is as early or earlier
     f"""UPDATE temp.batch SET first = 1 WHERE n IN (
@@ -98,8 +112,7 @@ DERIVE = (
         GROUP BY destination_id)""",
     "INSERT OR IGNORE INTO retried (destination_id)"
     " SELECT destination_id FROM temp.batch WHERE retried = 1",
-    f"""INSERT INTO events (id, {", ".join(INSERT_COLUMNS)})
-    SELECT id, {", ".join(INSERT_COLUMNS)} FROM temp.batch ORDER BY n""",
+    f"""INSERT INTO events (id, {_STORED}) SELECT id, {_STORED} FROM temp.batch ORDER BY n""",
     f"""INSERT INTO event_blocks
         (account_id, kind, block, emailing_id, n, firsts, retries, retried, min_ts, max_ts)
     SELECT account_id, kind, id >> {{bits}}, emailing_id, count(*), sum(first),

@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from mailstats.errors import MailstatsError
+from mailstats.geo import Geo
 from mailstats.settings import Settings
 from mailstats.store import Store, open_store
 from mailstats.store.derive import Indexer
@@ -79,7 +80,10 @@ class App:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.owns_store = store is None
         self.store = store or open_store(
-            settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits
+            settings.db,
+            pool_size=settings.pool_size,
+            block_bits=settings.block_bits,
+            geo=Geo(settings.geo, settings.geo_paths),
         )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         self.indexer = Indexer(self.store.backend)

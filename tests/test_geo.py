@@ -1,0 +1,137 @@
+"""Where clicks and opens come from: country and network found by the indexer, on both backends.
+
+The addresses are ones every public source places alike: RIPE NCC's own (193.0.6.139 and
+2001:67c:2e8::/48, in the Netherlands) and K-root's (193.0.14.129, operated by RIPE NCC).
+Hits reach the app through a trusted proxy, which names the visitor in X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from starlette.testclient import TestClient
+
+from mailstats.settings import Settings
+from mailstats.web.app import App, create_app
+from tests.helpers import (
+    PUBLIC,
+    UA,
+    Mailing,
+    click_paths,
+    get,
+    mailing,
+    page,
+    pixel_path,
+)
+
+RIPE = "193.0.6.139"
+K_ROOT = "193.0.14.129"
+RIPE_V6 = "2001:67c:2e8:22::c100:68b"
+RIPE_ORG = "Reseaux IP Europeens Network Coordination Centre (RIPE NCC)"
+PRIVATE = ("10.1.2.3", "192.168.0.10", "127.0.0.1", "::1", "fd00::1", "not an address")
+STATS = ["abuses", "clicks", "deliveries", "errors", "impressions", "retries", "unsubscribes"]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # the test client (203.0.113.7) is a trusted proxy: X-Forwarded-For names the visitor
+    return settings.replace(trusted_proxies="203.0.113.0/24")
+
+
+def visit(http: TestClient, path: str, address: str) -> None:
+    r = http.get(path, headers={"x-forwarded-for": address, "user-agent": UA})
+    assert r.status_code in (200, 302), r.text
+
+
+def clicks(http: TestClient, token: str, resource: str = "ms/clicks", qs: str = "") -> list[dict]:
+    return list(page(http, token, resource, "extended=true" + (f"&{qs}" if qs else ""))["data"])
+
+
+def test_clicks_and_opens_get_country_and_network(http: TestClient, token: str, m: Mailing) -> None:
+    path = click_paths(http, token, m.destinations[0])[0]
+    for address in (RIPE, K_ROOT, RIPE_V6):
+        visit(http, path, address)
+    visit(http, pixel_path(http, token, m.destinations[1]), RIPE_V6)
+    found = clicks(http, token)
+    assert [(i["ip"], i["country"], i["asnorg"]) for i in found] == [
+        (RIPE, "NL", RIPE_ORG), (K_ROOT, "NL", RIPE_ORG), (RIPE_V6, "NL", RIPE_ORG),
+    ]  # fmt: skip
+    assert all(i["asn"] is None for i in found)  # the bundled data names no numbers
+    assert list(found[0])[-3:] == ["country", "asn", "asnorg"]
+    opens = clicks(http, token, "ms/impressions")
+    assert [(i["ip"], i["country"]) for i in opens] == [(RIPE_V6, "NL")]
+
+
+def test_without_extended_nothing_changes(http: TestClient, token: str, m: Mailing) -> None:
+    visit(http, click_paths(http, token, m.destinations[0])[0], RIPE)
+    item = page(http, token)["data"][0]
+    assert list(item) == ["ID", "mailing", "link", "timestamp", "ip", "useragent",
+                          "destination", "profile", "subprofile"]  # fmt: skip
+
+
+def test_private_loopback_and_unknown_addresses_have_no_country(
+    http: TestClient, token: str, m: Mailing
+) -> None:
+    path = click_paths(http, token, m.destinations[0])[0]
+    for address in PRIVATE:
+        visit(http, path, address)
+    found = clicks(http, token)
+    assert len(found) == len(PRIVATE)
+    assert {(i["country"], i["asn"], i["asnorg"]) for i in found} == {("", None, None)}
+
+
+def test_exports_carry_the_fields(http: TestClient, token: str, m: Mailing) -> None:
+    visit(http, click_paths(http, token, m.destinations[0])[1], K_ROOT)
+    r = get(http, token, "ms/clicks", "extended=true&format=ndjson")
+    line = json.loads(r.text.splitlines()[0])
+    assert (line["country"], line["asn"], line["asnorg"]) == ("NL", None, RIPE_ORG)
+    r = get(http, token, "ms/clicks", "extended=true&format=csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert (rows[0]["country"], rows[0]["asn"], rows[0]["asnorg"]) == ("NL", "", RIPE_ORG)
+    plain = get(http, token, "ms/clicks", "format=csv").text.splitlines()[0]
+    assert "country" not in plain
+
+
+def test_country_is_a_filter(http: TestClient, token: str, m: Mailing) -> None:
+    path = click_paths(http, token, m.destinations[0])[0]
+    visit(http, path, RIPE)
+    visit(http, path, "10.0.0.1")
+    only = clicks(http, token, qs="fields[]=country==NL")
+    assert [i["ip"] for i in only] == [RIPE]
+
+
+def test_geo_off_looks_nothing_up(settings: Settings) -> None:
+    app = create_app(settings.replace(geo="off"))
+    try:
+        with settling(app) as http:
+            token = app.store.create_token("acme", "Europe/Amsterdam")
+            m = mailing(app, http, token)
+            visit(http, click_paths(http, token, m.destinations[0])[0], RIPE)
+            found = clicks(http, token)
+    finally:
+        app.close()
+    assert (found[0]["ip"], found[0]["country"], found[0]["asnorg"]) == (RIPE, "", None)
+
+
+def test_country_mode_keeps_no_network(settings: Settings) -> None:
+    app = create_app(settings.replace(geo="country"))
+    try:
+        with settling(app) as http:
+            token = app.store.create_token("acme", "Europe/Amsterdam")
+            m = mailing(app, http, token)
+            visit(http, click_paths(http, token, m.destinations[0])[0], RIPE_V6)
+            found = clicks(http, token)
+    finally:
+        app.close()
+    assert (found[0]["country"], found[0]["asn"], found[0]["asnorg"]) == ("NL", None, None)
+
+
+def settling(app: App) -> TestClient:
+    from tests.conftest import SettlingClient
+
+    return SettlingClient(
+        app, base_url=PUBLIC, follow_redirects=False, client=("203.0.113.7", 40000)
+    )
