@@ -21,10 +21,12 @@ from tests.helpers import (
     UA,
     Mailing,
     click_paths,
+    error,
     get,
     mailing,
     page,
     pixel_path,
+    post_event,
 )
 
 RIPE = "193.0.6.139"
@@ -135,3 +137,64 @@ def settling(app: App) -> TestClient:
     return SettlingClient(
         app, base_url=PUBLIC, follow_redirects=False, client=("203.0.113.7", 40000)
     )
+
+
+def statistics(http: TestClient, token: str, scope: str, qs: str = "") -> dict:
+    r = get(http, token, f"{scope}/statistics", qs)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def summed(groups: list[dict]) -> dict:
+    """The groups' figures added up, in the shape of one statistics object."""
+    out: dict = {}
+    for group in groups:
+        for name in STATS:
+            into = out.setdefault(name, {})
+            for key, n in group[name].items():
+                into[key] = into.get(key, 0) + n
+    return out
+
+
+def test_groupby_country_adds_up_to_the_whole(http: TestClient, token: str, m: Mailing) -> None:
+    one, two = m.destinations
+    for dest, address in ((one, RIPE), (two, RIPE_V6), (one, "10.0.0.1")):
+        for path in click_paths(http, token, dest):
+            visit(http, path, address)
+            visit(http, path, address)
+        visit(http, pixel_path(http, token, dest), address)
+    assert post_event(http, token, one, "deliveries", {"attempts": 2}).status_code == 201
+    assert post_event(http, token, two, "errors", {"status": "5.1.1"}).status_code == 201
+    for scope in (f"ms/emailing/{m.id}", f"ms/destination/{one}"):
+        whole = statistics(http, token, scope)
+        grouped = statistics(http, token, scope, "groupby=country")
+        assert list(grouped) == ["groups"]
+        groups = grouped["groups"]
+        assert [list(g) for g in groups] == [["country", *STATS]] * len(groups)
+        assert summed(groups) == {k: v for k, v in whole.items() if k != "destinations"}
+        assert [g["country"] for g in groups] == ["NL", ""]
+    nl = statistics(http, token, f"ms/emailing/{m.id}", "groupby=country")["groups"][0]
+    assert nl["clicks"] == {"total": 8, "unique": 4}
+    assert nl["impressions"] == {"total": 2, "unique": 2}
+
+
+def test_groupby_country_with_extended_reasons_and_time_range(
+    http: TestClient, token: str, m: Mailing
+) -> None:
+    visit(http, click_paths(http, token, m.destinations[0])[0], K_ROOT)
+    data = {"status": "5.1.1", "description": "user unknown", "errortype": "hard"}
+    assert post_event(http, token, m.destinations[1], "errors", data).status_code == 201
+    scope = f"ms/emailing/{m.id}"
+    whole = statistics(http, token, scope, "extended=true")
+    groups = statistics(http, token, scope, "extended=true&groupby=country")["groups"]
+    assert [g["country"] for g in groups] == ["NL", ""]
+    assert groups[1]["errors"]["reasons"] == whole["errors"]["reasons"] == {"userunknown": 1}
+    assert groups[0]["errors"] == {"total": 0, "unique": 0, "reasons": {}}
+    later = statistics(http, token, scope, "groupby=country&begintime=2999-01-01 00:00:00")
+    assert later == {"groups": []}
+
+
+@pytest.mark.parametrize("value", ["Country", "city", "country,asn", ""])
+def test_a_bad_groupby_is_named(http: TestClient, token: str, m: Mailing, value: str) -> None:
+    message = error(get(http, token, f"ms/emailing/{m.id}/statistics", f"groupby={value}"))
+    assert "groupby" in message
