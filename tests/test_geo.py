@@ -10,10 +10,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from mmdb_writer import MMDBWriter  # type: ignore[import-untyped]
+from netaddr import IPSet  # type: ignore[import-untyped]
 from starlette.testclient import TestClient
 
+from mailstats.cli import cli
+from mailstats.errors import MailstatsError
+from mailstats.geo import Geo
 from mailstats.settings import Settings
 from mailstats.web.app import App, create_app
 from tests.helpers import (
@@ -198,3 +207,122 @@ def test_groupby_country_with_extended_reasons_and_time_range(
 def test_a_bad_groupby_is_named(http: TestClient, token: str, m: Mailing, value: str) -> None:
     message = error(get(http, token, f"ms/emailing/{m.id}/statistics", f"groupby={value}"))
     assert "groupby" in message
+
+
+def write_mmdb(path: Path, networks: dict[str, dict], kind: str = "GeoLite2-City") -> None:
+    """A MaxMind-format file written the way an update leaves one: beside it, then renamed."""
+    writer = MMDBWriter(6, kind, ipv4_compatible=True, int_type="u32")
+    for network, record in networks.items():
+        writer.insert_network(IPSet([network]), record)
+    fresh = path.with_suffix(".new")
+    writer.to_db_file(str(fresh))
+    fresh.replace(path)
+
+
+def country(code: str) -> dict:
+    return {"country": {"iso_code": code, "names": {"en": code}}}
+
+
+def network(asn: int, org: str) -> dict:
+    return {"autonomous_system_number": asn, "autonomous_system_organization": org}
+
+
+@pytest.fixture
+def geo_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A City file and an ASN file that say other things than the bundled data."""
+    city, asn = tmp_path / "City.mmdb", tmp_path / "ASN.mmdb"
+    write_mmdb(city, {"193.0.0.0/20": country("SE"), "2001:67c:2e8::/48": country("DK")})
+    write_mmdb(asn, {"193.0.0.0/21": network(3333, "RIPE NCC (test)"),
+                     "2001:67c::/32": network(3333, "RIPE NCC (test)")}, "GeoLite2-ASN")  # fmt: skip
+    return city, asn
+
+
+@contextmanager
+def app_with(settings: Settings, **changes: str) -> Iterator[tuple[App, TestClient, str]]:
+    app = create_app(settings.replace(**changes))
+    try:
+        with settling(app) as http:
+            yield app, http, app.store.create_token("acme", "Europe/Amsterdam")
+    finally:
+        app.close()
+
+
+def test_a_maxmind_database_overrides_the_bundled_data(
+    settings: Settings, geo_files: tuple[Path, Path]
+) -> None:
+    city, asn = geo_files
+    with app_with(settings, geo_db=f"{city},{asn}") as (app, http, token):
+        m = mailing(app, http, token)
+        path = click_paths(http, token, m.destinations[0])[0]
+        for address in (RIPE, RIPE_V6, "10.0.0.1"):
+            visit(http, path, address)
+        found = clicks(http, token)
+        assert [(i["country"], i["asn"], i["asnorg"]) for i in found] == [
+            ("SE", 3333, "RIPE NCC (test)"), ("DK", 3333, "RIPE NCC (test)"), ("", None, None),
+        ]  # fmt: skip
+        # replaced, as geoipupdate does: read again before the next batch
+        write_mmdb(city, {"193.0.0.0/16": country("FI")})
+        visit(http, path, RIPE)
+        visit(http, path, RIPE_V6)  # not in the new file: no country, still a network
+        found = clicks(http, token, qs="start=3")
+        assert [(i["country"], i["asn"]) for i in found] == [("FI", 3333), ("", 3333)]
+        grouped = statistics(http, token, f"ms/emailing/{m.id}", "groupby=country")["groups"]
+        assert [(g["country"], g["clicks"]["total"]) for g in grouped] == [
+            ("DK", 1), ("FI", 1), ("SE", 1), ("", 2),
+        ]  # fmt: skip
+
+
+def test_a_country_only_database_leaves_the_network_empty(
+    settings: Settings, geo_files: tuple[Path, Path]
+) -> None:
+    city, _ = geo_files
+    with app_with(settings, geo_db=str(city)) as (app, http, token):
+        m = mailing(app, http, token)
+        visit(http, click_paths(http, token, m.destinations[0])[0], RIPE)
+        item = clicks(http, token)[0]
+    assert (item["country"], item["asn"], item["asnorg"]) == ("SE", None, None)
+
+
+def test_a_missing_or_broken_database_stops_the_start(settings: Settings, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mmdb"
+    broken.write_bytes(b"not a database")
+    for path in (tmp_path / "missing.mmdb", broken):
+        with pytest.raises(MailstatsError, match="geo_db"):
+            create_app(settings.replace(geo_db=str(path)))
+
+
+def test_cli_status_and_lookup(geo_files: tuple[Path, Path]) -> None:
+    runner = CliRunner()
+    bundled = runner.invoke(cli, ["geo", "status"], env={})
+    assert bundled.exit_code == 0, bundled.output
+    assert "GeoLite2" in bundled.output and "geoip2fast" in bundled.output
+    assert "data created by MaxMind" in bundled.output
+    for address, expected in ((RIPE, "NL"), (RIPE_V6, "NL"), ("192.168.1.1", "")):
+        found = runner.invoke(cli, ["geo", "lookup", address], env={})
+        assert found.exit_code == 0, found.output
+        assert json.loads(found.output) == {
+            "address": address, "country": expected, "asn": None,
+            "asnorg": RIPE_ORG if expected else None,
+        }  # fmt: skip
+    city, asn = geo_files
+    given = ["--geo-db", f"{city},{asn}"]
+    status = runner.invoke(cli, ["geo", "status", "--json", *given], env={})
+    info = json.loads(status.output)
+    assert info["geo"] == "network" and "GeoLite2-City" in info["data"]
+    assert "GeoLite2-ASN" in info["data"]
+    found = runner.invoke(cli, ["geo", "lookup", *given, RIPE], env={})
+    assert json.loads(found.output)["asn"] == 3333
+    off = runner.invoke(cli, ["geo", "lookup", "--geo", "off", RIPE], env={})
+    assert json.loads(off.output)["country"] == ""
+    bad = runner.invoke(cli, ["geo", "status", "--geo-db", "/nonexistent.mmdb"], env={})
+    assert bad.exit_code != 0 and "geo_db" in bad.output
+
+
+def test_the_cache_answers_as_the_data_does() -> None:
+    geo = Geo()
+    first = geo.places([RIPE, K_ROOT, "193.0.6.1", RIPE_V6, "::ffff:193.0.6.139", *PRIVATE])
+    again = geo.places([RIPE, K_ROOT, "193.0.6.1", RIPE_V6, "::ffff:193.0.6.139", *PRIVATE])
+    assert first == again
+    assert first["::ffff:193.0.6.139"] == first[RIPE]
+    assert all(first[a].country == "" for a in PRIVATE)
+    assert geo.lookup(K_ROOT).country == "NL"

@@ -26,7 +26,6 @@ ATTRIBUTION = (
     "This product includes GeoLite2 data created by MaxMind, available from https://www.maxmind.com"
 )
 CACHE_SIZE = 1 << 17  # answers kept, by address or prefix
-RECHECK = 1.0  # seconds between looks at whether the geo_db files changed
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -91,10 +90,10 @@ class MaxMind:
         import maxminddb
 
         self._open = maxminddb.open_database
+        self._broken = (OSError, ValueError, maxminddb.InvalidDatabaseError)
         self.paths = tuple(paths)
         self._readers: dict[str, tuple[tuple[int, int, int], Any]] = {}
-        self._checked = 0.0
-        self.refresh(force=True)
+        self.refresh()
 
     @property
     def description(self) -> str:
@@ -105,12 +104,9 @@ class MaxMind:
             parts.append(f"{path} ({meta.database_type}, built {built})")
         return "; ".join(parts)
 
-    def refresh(self, force: bool = False) -> bool:
-        """Re-open files that changed since they were read; True if any did."""
-        now = time.monotonic()
-        if not force and now - self._checked < RECHECK:
-            return False
-        self._checked = now
+    def refresh(self) -> bool:
+        """Re-open files replaced since they were read (a stat each, once per batch); True
+        if any was. Replace them by renaming a new file over the old, as geoipupdate does."""
         changed = False
         for path in self.paths:
             try:
@@ -125,7 +121,7 @@ class MaxMind:
                 continue
             try:
                 reader = self._open(path)
-            except (OSError, ValueError) as exc:
+            except self._broken as exc:
                 if held is not None:
                     continue  # half written: keep the old one until the next look
                 raise InvalidParameter(f"Invalid setting geo_db: {path}: {exc}") from None
@@ -140,7 +136,7 @@ class MaxMind:
         for _, reader in self._readers.values():
             try:
                 record, length = reader.get_with_prefix_len(address)
-            except ValueError:  # an IPv6 address in an IPv4-only file
+            except self._broken:  # an IPv6 address in an IPv4-only file, a damaged file
                 continue
             prefix = max(prefix, length)
             if not isinstance(record, dict):
