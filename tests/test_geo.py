@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ from tests.helpers import (
     pixel_path,
     post_event,
 )
+from tests.test_dashboard import sign_in
 
 RIPE = "193.0.6.139"
 K_ROOT = "193.0.14.129"
@@ -326,3 +328,24 @@ def test_the_cache_answers_as_the_data_does() -> None:
     assert first["::ffff:193.0.6.139"] == first[RIPE]
     assert all(first[a].country == "" for a in PRIVATE)
     assert geo.lookup(K_ROOT).country == "NL"
+
+
+COUNTRY_ROW = re.compile(
+    r'<tr data-country="([A-Z]*)"><td>([^<]+)</td><td class="num">(\d+)</td>'
+    r'<td class="num">(\d+)</td><td class="num">(\d+)</td><td class="num">([^<]+)</td></tr>'
+)
+
+
+def test_the_dashboard_shows_a_country_table(http: TestClient, token: str, m: Mailing) -> None:
+    one, two = m.destinations
+    path = click_paths(http, token, one)[0]
+    for address in (RIPE, RIPE, "10.0.0.1"):
+        visit(http, path, address)
+    visit(http, pixel_path(http, token, two), RIPE_V6)
+    sign_in(http, token=token)
+    r = http.get(f"/dashboard/emailing/{m.id}")
+    assert r.status_code == 200
+    card = r.text.partition('id="countries"')[2].partition("</section>")[0]
+    assert COUNTRY_ROW.findall(card) == [
+        ("NL", "NL", "2", "1", "1", "75.0%"), ("", "Unknown", "1", "0", "0", "25.0%"),
+    ]  # fmt: skip

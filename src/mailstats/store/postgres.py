@@ -182,10 +182,15 @@ class PostgresBackend(Backend):
                     low, high = span
                     if not self.partitions.cover({int(low), int(high)}):
                         raise _NeedsPartitions({int(low), int(high)})
-                    found = conn.execute(_LOG_ADDRESSES, (limit,)).fetchall()
-                    places = self._places(conn, [r[0] for r in found])
-                    sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE, places is not None)
-                    params = [*(places or ()), limit]
+                    source, taking, places = _LOG_SOURCE, limit, None
+                    if self.geo.on:  # the rows are named, so those looked up are those taken
+                        listed = conn.execute(_LOG_ADDRESSES, (limit,)).fetchone()
+                        if listed is None or not listed[0]:
+                            return Derived()
+                        source, taking = _LOG_SOURCE_LISTED, listed[0]
+                        places = self._places(conn, listed[1] or ())
+                    sql = _insert_sql(_LOG_COLUMNS, bits, source, places is not None)
+                    params = [*(places or ()), taking]
                     row = conn.execute(sql, params, prepare=False).fetchone()
                     assert row is not None
                     new, unseated_ids, unseated_ts, taken, batched, captured = row
@@ -350,12 +355,12 @@ _BOUNDS = {c.name: c.max_length for k in KINDS.values() for c in k.columns if c.
 _LOG_SPAN = """
 SELECT min(ts), max(ts) FROM (SELECT ts FROM capture_log ORDER BY id LIMIT %s) oldest
 """
-# Their distinct addresses (as the batch cuts them), for the lookup before the insert. A
-# capture committed in between with a lower ID would be in the batch without a place: its
-# country stays NULL (not looked up), which is rare and harmless.
+# With geo on: their IDs and distinct addresses (as the batch cuts them), for the lookup
+# before the insert, which then takes exactly these rows (others may arrive meanwhile).
 _LOG_ADDRESSES = f"""
-SELECT DISTINCT left(ip, {_BOUNDS["ip"]}) FROM (SELECT ip FROM capture_log ORDER BY id LIMIT %s) oldest
-WHERE ip IS NOT NULL AND ip <> ''
+SELECT array_agg(id ORDER BY id),
+    array_agg(DISTINCT left(ip, {_BOUNDS["ip"]})) FILTER (WHERE ip IS NOT NULL AND ip <> '')
+FROM (SELECT id, ip FROM capture_log ORDER BY id LIMIT %s) oldest
 """
 # Organisations are kept once each; the insert finds their IDs by (asn, name).
 _NETWORKS_ADD = """
@@ -389,6 +394,10 @@ taken AS (
     WHERE t.account_id <> 0
         OR (d.id IS NOT NULL AND (t.kind <> {CLICKS.code} OR l.emailing_id = d.emailing_id))
 )"""
+_LOG_SOURCE_LISTED = _LOG_SOURCE.replace(
+    "WHERE id IN (SELECT id FROM capture_log ORDER BY id LIMIT %s)", "WHERE id = ANY(%b::bigint[])"
+)
+assert _LOG_SOURCE_LISTED != _LOG_SOURCE
 
 # An event that lost its `first` flag to an earlier one, and its block's count of flags.
 _UNSEAT = """
