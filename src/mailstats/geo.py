@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -186,14 +187,14 @@ class Geo:
         return self.places([text]).get(text, NOWHERE)
 
     def places(self, addresses: Iterable[str]) -> dict[str, Place]:
-        """The places of these addresses (distinct), by address as given."""
+        """The places of these addresses (distinct), by address as given: the cache by
+        address, then by prefix, then the data."""
         out: dict[str, Place] = {}
         if not self.on:
             return out
         with self._lock:
             if isinstance(self._source, MaxMind) and self._source.refresh():
                 self._cache.clear()
-            source: Source | None = None
             for text in addresses:
                 if text in out:
                     continue
@@ -202,22 +203,32 @@ class Geo:
                     self._cache.move_to_end(text)
                     out[text] = place
                     continue
-                address = _parse(text)
-                if address is None:
+                number = _number(text)
+                if number is None:
                     out[text] = NOWHERE
                     continue
-                wide = (address.version, int(address) >> (8 if address.version == 4 else 80))
-                place = self._cache.get(wide)
+                wide = _wide(*number)
+                place = self._cache.get(wide) if wide else None
                 if place is None:
-                    source = source or self.source()
-                    place, length = source.find(address)
-                    if self.mode == "country":
-                        place = Place(place.country)
-                    if length <= (24 if address.version == 4 else 48):
-                        self._remember(wide, place)
+                    place = self._find(number, wide)
+                else:
+                    self._cache.move_to_end(wide)
                 self._remember(text, place)
                 out[text] = place
         return out
+
+    def _find(self, number: tuple[int, int], wide: tuple[int, int] | None) -> Place:
+        """A cache miss: the data's answer, kept for the prefix where it holds for all of it."""
+        version, value = number
+        address = ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+        if not address.is_global:
+            return NOWHERE
+        place, length = self.source().find(address)
+        if self.mode == "country":
+            place = Place(place.country)
+        if wide and length <= (24 if version == 4 else 48):
+            self._remember(wide, place)
+        return place
 
     def _remember(self, key: Any, place: Place) -> None:
         self._cache[key] = place
@@ -238,11 +249,27 @@ class Geo:
 OFF = Geo("off")
 
 
-def _parse(text: str) -> Address | None:
+# Special-purpose blocks whose /24 or /48 prefixes mix global and reserved addresses
+# (192.0.0.0/24, 2001::/23): cached by address only.
+_MIXED_V4 = 0xC00000
+_MIXED_V6 = 0x2001 << 7
+
+
+def _wide(version: int, value: int) -> tuple[int, int] | None:
+    """The cache key of the address's /24 (IPv4) or /48 (IPv6) prefix."""
+    if version == 4:
+        return None if value >> 8 == _MIXED_V4 else (4, value >> 8)
+    return None if value >> 105 == _MIXED_V6 else (6, value >> 80)
+
+
+def _number(text: str) -> tuple[int, int] | None:
+    """(4 or 6, the address as a number); an IPv4-mapped IPv6 address is its IPv4 one."""
     try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        pass
+    try:
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except OSError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address if address.is_global else None
+    return (4, value & 0xFFFFFFFF) if value >> 32 == 0xFFFF else (6, value)
