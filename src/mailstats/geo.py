@@ -1,8 +1,8 @@
 """Where an address is: its country and its network (the autonomous system), offline.
 
 The indexer asks once per batch for the batch's distinct addresses; answers are cached by
-address, and by /24 (IPv4) or /48 (IPv6) prefix where the data holds one answer for all of
-it. Data: MaxMind-format databases named by the `geo_db` setting (re-read when their files
+/24 (IPv4) or /48 (IPv6) prefix where the data holds one answer for all of it, else by
+address. Data: MaxMind-format databases named by the `geo_db` setting (re-read when their files
 change, as `geoipupdate` leaves them), else the GeoLite2-derived data that ships with the
 `geoip2fast` package. A private, loopback or unparseable address is nowhere: no country.
 """
@@ -14,7 +14,6 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -26,7 +25,7 @@ MODES = ("network", "country", "off")
 ATTRIBUTION = (
     "This product includes GeoLite2 data created by MaxMind, available from https://www.maxmind.com"
 )
-CACHE_SIZE = 1 << 17  # answers kept, by address or prefix
+CACHE_SIZE = 1 << 18  # answers kept, by prefix or address; emptied when full
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -163,7 +162,8 @@ class Geo:
         self.mode = mode
         self.paths = tuple(paths)
         self._source: Source | None = None
-        self._cache: OrderedDict[Any, Place] = OrderedDict()
+        # answers by /24 or /48 prefix (version, prefix), or by address (version, address, 0)
+        self._cache: dict[tuple[int, ...], Place] = {}
         self._lock = threading.Lock()
         if self.paths and mode != "off":
             self._source = MaxMind(self.paths)  # fail at start-up on a bad file
@@ -187,33 +187,26 @@ class Geo:
         return self.places([text]).get(text, NOWHERE)
 
     def places(self, addresses: Iterable[str]) -> dict[str, Place]:
-        """The places of these addresses (distinct), by address as given: the cache by
-        address, then by prefix, then the data."""
+        """The places of these addresses (distinct), by address as given: from the cache
+        by prefix, or by address where the data's network is narrower, else the data."""
         out: dict[str, Place] = {}
         if not self.on:
             return out
         with self._lock:
             if isinstance(self._source, MaxMind) and self._source.refresh():
                 self._cache.clear()
+            cache = self._cache
             for text in addresses:
                 if text in out:
-                    continue
-                place = self._cache.get(text)
-                if place is not None:
-                    self._cache.move_to_end(text)
-                    out[text] = place
                     continue
                 number = _number(text)
                 if number is None:
                     out[text] = NOWHERE
                     continue
                 wide = _wide(*number)
-                place = self._cache.get(wide) if wide else None
+                place = cache.get(wide) if wide else None
                 if place is None:
-                    place = self._find(number, wide)
-                else:
-                    self._cache.move_to_end(wide)
-                self._remember(text, place)
+                    place = cache.get((*number, 0)) or self._find(number, wide)
                 out[text] = place
         return out
 
@@ -226,14 +219,13 @@ class Geo:
         place, length = self.source().find(address)
         if self.mode == "country":
             place = Place(place.country)
-        if wide and length <= (24 if version == 4 else 48):
-            self._remember(wide, place)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()  # rare, and cheaper than keeping an order on every hit
+        if wide is not None and length <= (24 if version == 4 else 48):
+            self._cache[wide] = place
+        else:
+            self._cache[(*number, 0)] = place
         return place
-
-    def _remember(self, key: Any, place: Place) -> None:
-        self._cache[key] = place
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
 
     def status(self) -> dict[str, Any]:
         """What `mailstats geo status` prints: the mode and the data it reads."""

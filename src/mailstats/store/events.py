@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mailstats.geo import Geo
 from mailstats.kinds import KINDS, Kind
 from mailstats.store.base import Event, Scope
 
@@ -31,11 +30,6 @@ INSERT_COLUMNS: tuple[str, ...] = (
 
 # Found by the indexer from the address (mailstats.geo): stored beside INSERT_COLUMNS.
 GEO_COLUMNS: tuple[str, ...] = ("country", "network_id")
-
-
-def geo_rows(geo: Geo, addresses: Iterable[str]) -> list[tuple[str, str, int, str | None]]:
-    """(address, country, asn or 0, organisation) for each distinct address."""
-    return [(a, p.country, p.asn or 0, p.asnorg) for a, p in geo.places(addresses).items()]
 
 
 class Condition(Protocol):

@@ -27,7 +27,7 @@ from mailstats.store import queries
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import PostgresCapture
 from mailstats.store.derive import Derived
-from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS, event_row, geo_rows
+from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS, event_row
 from mailstats.store.partitions import Partitions
 
 log = logging.getLogger("mailstats.store")
@@ -101,6 +101,7 @@ class PostgresBackend(Backend):
         self._role_settings: dict[str, Any] = {**settings, "autocommit": True}
         self._role_conn: psycopg.Connection[Any] | None = None
         self._role_checked = 0.0
+        self._network_ids: dict[tuple[int, str], int] = {}  # networks.id by (asn, name)
 
     def _returned(self, conn: psycopg.Connection[Any]) -> None:
         """Called by the pool as a connection comes back in working order."""
@@ -140,18 +141,26 @@ class PostgresBackend(Backend):
         if not events:
             return 0
         self.partitions.ensure({event.ts for event in events})
+        added: dict[tuple[int, str], int] = {}
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             # BEGIN, lock and insert go out together, then COMMIT: two round trips
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-            return self._insert(conn, events)
+            new = self._insert(conn, events, added)
+        self._network_ids.update(added)  # committed
+        return new
 
-    def _insert(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+    def _insert(
+        self,
+        conn: psycopg.Connection[Any],
+        events: Sequence[Event],
+        added: dict[tuple[int, str], int],
+    ) -> int:
         """The insert itself, inside the caller's transaction, which holds EVENTS_LOCK."""
         if not events:
             return 0
         bits = self.block_bits()
         names, params = _batch(events)
-        places = self._places(conn, _addresses(events)) if "ip" in names else None
+        places = self._places(conn, _addresses(events), added) if "ip" in names else None
         sql = _insert_sql(names, bits, geo=places is not None)
         # never prepared: a generic plan, blind to the batch, runs about twice as slow
         row = conn.execute(sql, [*(places or ()), *params], prepare=False).fetchone()
@@ -171,49 +180,67 @@ class PostgresBackend(Backend):
             return Derived()  # nothing waits: no lock, no transaction
         bits = self.block_bits()
         for _ in range(2):
+            added: dict[tuple[int, str], int] = {}
             try:
-                with self.pool.connection() as conn, conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-                    # the months the events need must have their partitions (made under
-                    # the same lock, so outside this transaction)
-                    span = conn.execute(_LOG_SPAN, (limit,)).fetchone()
-                    if span is None or span[0] is None:
-                        return Derived()
-                    low, high = span
-                    if not self.partitions.cover({int(low), int(high)}):
-                        raise _NeedsPartitions({int(low), int(high)})
-                    source, taking, places = _LOG_SOURCE, limit, None
-                    if self.geo.on:  # the rows are named, so those looked up are those taken
-                        listed = conn.execute(_LOG_ADDRESSES, (limit,)).fetchone()
-                        if listed is None or not listed[0]:
-                            return Derived()
-                        source, taking = _LOG_SOURCE_LISTED, listed[0]
-                        places = self._places(conn, listed[1] or ())
-                    sql = _insert_sql(_LOG_COLUMNS, bits, source, places is not None)
-                    params = [*(places or ()), taking]
-                    row = conn.execute(sql, params, prepare=False).fetchone()
-                    assert row is not None
-                    new, unseated_ids, unseated_ts, taken, batched, captured = row
-                    _unseat(conn, unseated_ids, unseated_ts, bits)
-                    return Derived(int(taken), int(new), int(taken) - int(batched),
-                                   [float(captured)])  # fmt: skip
+                done = self._derive(limit, bits, added)
+                self._network_ids.update(added)  # committed
+                return done
             except _NeedsPartitions as needs:
                 self.partitions.ensure(needs.stamps)
         return Derived()
 
-    def _places(self, conn: psycopg.Connection[Any], addresses: Iterable[str]) -> list[Any] | None:
+    def _derive(self, limit: int, bits: int, added: dict[tuple[int, str], int]) -> Derived:
+        """One derive transaction; networks it adds are put in `added`."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+            # the months the events need must have their partitions (made under
+            # the same lock, so outside this transaction)
+            span = conn.execute(_LOG_SPAN, (limit,)).fetchone()
+            if span is None or span[0] is None:
+                return Derived()
+            low, high = span
+            if not self.partitions.cover({int(low), int(high)}):
+                raise _NeedsPartitions({int(low), int(high)})
+            source, taking, places = _LOG_SOURCE, limit, None
+            if self.geo.on:  # the rows are named, so those looked up are those taken
+                listed = conn.execute(_LOG_ADDRESSES, (limit,)).fetchone()
+                if listed is None or not listed[0]:
+                    return Derived()
+                source, taking = _LOG_SOURCE_LISTED, listed[0]
+                places = self._places(conn, listed[1] or (), added)
+            sql = _insert_sql(_LOG_COLUMNS, bits, source, places is not None)
+            params = [*(places or ()), taking]
+            row = conn.execute(sql, params, prepare=False).fetchone()
+            assert row is not None
+            new, unseated_ids, unseated_ts, taken, batched, captured = row
+            _unseat(conn, unseated_ids, unseated_ts, bits)
+            return Derived(int(taken), int(new), int(taken) - int(batched),
+                           [float(captured)])  # fmt: skip
+
+    def _places(
+        self, conn: psycopg.Connection[Any], addresses: Iterable[str],
+        added: dict[tuple[int, str], int],
+    ) -> list[Any] | None:  # fmt: skip
         """Where the batch's events came from (mailstats.geo), its own step: the distinct
-        full addresses looked up (cached), their organisations added to `networks`, and
-        the arrays of the insert's `places` (none: geo is off or no event has an address)."""
+        full addresses looked up (cached), organisations new to this process added to
+        `networks` (and to `added`), and the arrays of the insert's `places` (none: geo is
+        off or no event has an address)."""
         if not self.geo.on:
             return None
-        rows = geo_rows(self.geo, addresses)
-        if not rows:
+        places = self.geo.places(addresses)
+        if not places:
             return None
-        ips, countries, asns, orgs = (list(c) for c in zip(*rows, strict=True))
-        if any(orgs):
-            conn.execute(_NETWORKS_ADD, (asns, orgs))
-        return [ips, countries, asns, orgs]
+        known = self._network_ids
+        new = {(p.asn or 0, p.asnorg) for p in places.values() if p.asnorg} - known.keys()
+        if new:
+            asns, names = (list(c) for c in zip(*new, strict=True))
+            for i, asn, name in conn.execute(_NETWORKS_ADD, (asns, names)).fetchall():
+                added[int(asn), str(name)] = int(i)
+        networks: list[int | None] = []
+        for p in places.values():
+            key = (p.asn or 0, p.asnorg or "")
+            networks.append((known.get(key) or added.get(key)) if p.asnorg else None)
+        return [list(places), [p.country for p in places.values()], networks]
 
     def indexer_role(self) -> bool:
         """A session advisory lock on a connection of its own, held while it lives (checked
@@ -363,16 +390,15 @@ SELECT array_agg(id ORDER BY id),
 FROM (SELECT id, ip FROM capture_log ORDER BY id LIMIT %s) oldest
 """
 # Organisations are kept once each; the insert finds their IDs by (asn, name).
+# (The process keeps the IDs of committed rows; one another process added is updated
+# in place, so that its ID is returned too.)
 _NETWORKS_ADD = """
-INSERT INTO networks (asn, name)
-SELECT DISTINCT a, o FROM unnest(%b::bigint[], %b::text[]) AS u(a, o) WHERE o IS NOT NULL
-ON CONFLICT DO NOTHING
+INSERT INTO networks (asn, name) SELECT * FROM unnest(%b::bigint[], %b::text[])
+ON CONFLICT (asn, name) DO UPDATE SET name = excluded.name RETURNING id, asn, name
 """
-# The places of the batch's addresses, passed as arrays (ip, country, asn, organisation).
+# The places of the batch's addresses, passed as arrays (ip, country, networks.id).
 _PLACES = """places AS (
-    SELECT p.ip, p.country, n.id AS network_id
-    FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[]) AS p(ip, country, asn, asnorg)
-    LEFT JOIN networks n ON n.asn = p.asn AND n.name = p.asnorg
+    SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[]) AS p(ip, country, network_id)
 )"""
 # The same rows taken off the log as the batch of the insert: hits (account 0) get their
 # account and emailing from their destination; those naming no destination, or a link of

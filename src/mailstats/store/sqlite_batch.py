@@ -23,8 +23,6 @@ STAGING = (
         first INTEGER NOT NULL DEFAULT 0, retried INTEGER NOT NULL DEFAULT 0,
         hit INTEGER NOT NULL DEFAULT 0, country TEXT, network_id INTEGER, {_VALUES})""",
     "CREATE TEMP TABLE IF NOT EXISTS ranks (k INTEGER PRIMARY KEY, n INTEGER UNIQUE)",
-    """CREATE TEMP TABLE IF NOT EXISTS places (
-        ip TEXT PRIMARY KEY, country TEXT, asn INTEGER, asnorg TEXT)""",
 )
 
 
@@ -70,18 +68,19 @@ IDS_RANKED = (
     "INSERT INTO temp.ranks (n) SELECT n FROM temp.batch ORDER BY n",
     "UPDATE temp.batch SET id = ? + (SELECT r.k FROM temp.ranks r WHERE r.n = batch.n)",
 )
-# Where the events came from (mailstats.geo), its own step: the batch's distinct addresses,
-# in full, are looked up in Python (cached) and staged in temp.places, then applied with a
-# join; organisations are kept once each in `networks`.
-PLACE_ADDRESSES = "SELECT DISTINCT ip FROM temp.batch WHERE ip IS NOT NULL AND ip <> ''"
-PLACE_STAGE = "INSERT INTO temp.places (ip, country, asn, asnorg) VALUES (?, ?, ?, ?)"
-PLACE_NETWORKS = """INSERT OR IGNORE INTO networks (asn, name)
-    SELECT DISTINCT asn, asnorg FROM temp.places WHERE asnorg IS NOT NULL"""
-PLACE_APPLY = """UPDATE temp.batch SET country = p.country, network_id = n.id
-    FROM temp.places p LEFT JOIN networks n ON n.asn = p.asn AND n.name = p.asnorg
-    WHERE p.ip = batch.ip"""
+# Where the events came from (mailstats.geo), its own step: the staged events' full
+# addresses are read and looked up in Python (cached by address and prefix), new network
+# organisations are added to `networks`, and the insert takes each event's country and
+# network from the functions geo_country(n) and geo_network(n), by the event's batch row.
+PLACE_ADDRESSES = "SELECT n, ip FROM temp.batch WHERE ip IS NOT NULL AND ip <> ''"
+NETWORKS_TOP = "SELECT coalesce(max(id), 0) FROM networks"
+NETWORKS_ALL = "SELECT id, asn, name FROM networks"
+NETWORK_ADD = "INSERT INTO networks (asn, name) VALUES (?, ?)"
+LOCATED = "geo_country(n), geo_network(n)"  # the insert's geo columns, looked up
+UNLOCATED = ", ".join(GEO_COLUMNS)  # or as staged (NULL)
 
 _STORED = ", ".join((*INSERT_COLUMNS, *GEO_COLUMNS))
+_COLUMNS = ", ".join(INSERT_COLUMNS)
 DERIVE = (
     # the earliest of each group is first, unless a stored event is as early or earlier
     f"""UPDATE temp.batch SET first = 1 WHERE n IN (
@@ -112,7 +111,8 @@ DERIVE = (
         GROUP BY destination_id)""",
     "INSERT OR IGNORE INTO retried (destination_id)"
     " SELECT destination_id FROM temp.batch WHERE retried = 1",
-    f"""INSERT INTO events (id, {_STORED}) SELECT id, {_STORED} FROM temp.batch ORDER BY n""",
+    f"""INSERT INTO events (id, {_STORED})
+    SELECT id, {_COLUMNS}, {{located}} FROM temp.batch ORDER BY n""",
     f"""INSERT INTO event_blocks
         (account_id, kind, block, emailing_id, n, firsts, retries, retried, min_ts, max_ts)
     SELECT account_id, kind, id >> {{bits}}, emailing_id, count(*), sum(first),
