@@ -33,10 +33,12 @@ from tests.helpers import (
     click_paths,
     error,
     get,
+    insert_clicks,
     mailing,
     page,
     pixel_path,
     post_event,
+    utc,
 )
 from tests.test_dashboard import sign_in
 
@@ -349,3 +351,18 @@ def test_the_dashboard_shows_a_country_table(http: TestClient, token: str, m: Ma
     assert COUNTRY_ROW.findall(card) == [
         ("NL", "NL", "2", "1", "1", "75.0%"), ("", "Unknown", "1", "0", "0", "25.0%"),
     ]  # fmt: skip
+
+
+def test_events_stored_from_python_are_placed_too(app: App, http: TestClient, token: str,
+                                                   m: Mailing) -> None:  # fmt: skip
+    insert_clicks(app, m.destinations[0], m.links[0], [utc(2026, 3, 1)], ip=RIPE_V6)
+    insert_clicks(app, m.destinations[1], m.links[1], [utc(2026, 3, 2)], ip=K_ROOT)
+    found = clicks(http, token)
+    assert [(i["country"], i["asnorg"]) for i in found] == [("NL", RIPE_ORG)] * 2
+    # one organisation, kept once for both events
+    assert app.store.backend.fetch("SELECT count(*) FROM networks")[0][0] == 1
+
+
+def test_a_bad_geo_setting_is_refused(settings: Settings) -> None:
+    with pytest.raises(MailstatsError, match="geo must be network, country or off"):
+        settings.replace(geo="city")
