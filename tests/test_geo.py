@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,9 @@ from starlette.testclient import TestClient
 from mailstats.cli import cli
 from mailstats.errors import MailstatsError
 from mailstats.geo import Geo
+from mailstats.kinds import CLICKS
 from mailstats.settings import Settings
+from mailstats.store import Event, open_store
 from mailstats.web.app import App, create_app
 from tests.helpers import (
     PUBLIC,
@@ -366,3 +369,28 @@ def test_events_stored_from_python_are_placed_too(app: App, http: TestClient, to
 def test_a_bad_geo_setting_is_refused(settings: Settings) -> None:
     with pytest.raises(MailstatsError, match="geo must be network, country or off"):
         settings.replace(geo="city")
+
+
+@pytest.mark.backends("sqlite")
+def test_networks_added_by_another_process_are_seen(app: App, http: TestClient, token: str,
+                                                    m: Mailing, settings: Settings) -> None:  # fmt: skip
+    """Two stores on one SQLite file, as two processes: each reads the networks the other
+    added before naming its own."""
+    other = open_store(settings.db, geo=Geo())
+    try:
+        app.store.backend.geo = Geo()
+        geo = Geo()
+        owner = app.store.tracking_destination(m.destinations[0])
+        assert owner is not None
+        # each names an organisation the other added just before
+        order = [(app, RIPE), (other, "8.8.8.8"), (app, "8.8.4.4"), (other, "1.1.1.1"),
+                 (app, "1.0.0.1")]  # fmt: skip
+        for n, (where, address) in enumerate(order):
+            found = where.store if isinstance(where, App) else where
+            found.insert_events([Event(CLICKS, secrets.token_bytes(16), utc(2026, 3, 1, n), *owner[:2],
+                                       m.destinations[0], m.links[0], (address, UA))])  # fmt: skip
+    finally:
+        other.close()
+    found = clicks(http, token)
+    assert [i["asnorg"] for i in found] == [geo.lookup(a).asnorg for _, a in order]
+    assert len({i["asnorg"] for i in found}) == 3
