@@ -271,6 +271,7 @@ def test_a_maxmind_database_overrides_the_bundled_data(
         write_mmdb(city, {"193.0.0.0/16": country("FI")})
         visit(http, path, RIPE)
         visit(http, path, RIPE_V6)  # not in the new file: no country, still a network
+        assert len(clicks(http, token, qs="fields[]=asn==3333")) == 4  # not 10.0.0.1
         found = clicks(http, token, qs="start=3")
         assert [(i["country"], i["asn"]) for i in found] == [("FI", 3333), ("", 3333)]
         grouped = statistics(http, token, f"ms/emailing/{m.id}", "groupby=country")["groups"]
@@ -304,6 +305,7 @@ def test_cli_status_and_lookup(geo_files: tuple[Path, Path]) -> None:
     assert bundled.exit_code == 0, bundled.output
     assert "GeoLite2" in bundled.output and "geoip2fast" in bundled.output
     assert "data created by MaxMind" in bundled.output
+    assert f"lookup {RIPE}: NL {RIPE_ORG}" in bundled.output
     for address, expected in ((RIPE, "NL"), (RIPE_V6, "NL"), ("192.168.1.1", "")):
         found = runner.invoke(cli, ["geo", "lookup", address], env={})
         assert found.exit_code == 0, found.output
@@ -316,6 +318,8 @@ def test_cli_status_and_lookup(geo_files: tuple[Path, Path]) -> None:
     status = runner.invoke(cli, ["geo", "status", "--json", *given], env={})
     info = json.loads(status.output)
     assert info["geo"] == "network" and "GeoLite2-City" in info["data"]
+    assert info["sample"] == {"address": RIPE, "country": "SE", "asn": 3333,
+                              "asnorg": "RIPE NCC (test)"}  # fmt: skip
     assert "GeoLite2-ASN" in info["data"]
     found = runner.invoke(cli, ["geo", "lookup", *given, RIPE], env={})
     assert json.loads(found.output)["asn"] == 3333

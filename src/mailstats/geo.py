@@ -25,6 +25,7 @@ MODES = ("network", "country", "off")
 ATTRIBUTION = (
     "This product includes GeoLite2 data created by MaxMind, available from https://www.maxmind.com"
 )
+SAMPLE = "193.0.6.139"  # RIPE NCC's, in the Netherlands
 CACHE_SIZE = 1 << 18  # answers kept, by prefix or address; emptied when full
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -235,6 +236,9 @@ class Geo:
         info: dict[str, Any] = {"geo": self.mode, "data": source.description}
         if isinstance(source, Bundled):
             info["attribution"] = ATTRIBUTION
+        place = self.lookup(SAMPLE)  # one address whose place every source agrees on
+        info["sample"] = {"address": SAMPLE, "country": place.country, "asn": place.asn,
+                          "asnorg": place.asnorg}  # fmt: skip
         return info
 
 

@@ -44,7 +44,8 @@ def geo() -> None:
 @_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 def status(as_json: bool, **flags: Any) -> None:
-    """Say what is looked up and from which data (its source and date).
+    """Say what is looked up, from which data (its source and date), and look up one
+    address as a check.
 
     Example: mailstats geo status --geo-db /var/lib/GeoIP/GeoLite2-City.mmdb
     """
@@ -55,6 +56,10 @@ def status(as_json: bool, **flags: Any) -> None:
     click.echo(f"geo: {info['geo']}")
     if info["data"]:
         click.echo(f"data: {info['data']}")
+    if info.get("sample"):
+        sample = info["sample"]
+        network = " ".join(str(v) for v in (sample["asn"], sample["asnorg"]) if v) or "-"
+        click.echo(f"lookup {sample['address']}: {sample['country'] or '-'} {network}")
     if info.get("attribution"):
         click.echo(info["attribution"])
 
