@@ -19,6 +19,7 @@ from typing import Any
 import dashboard
 import emailing_stats
 import export
+import geo
 import imports
 import indexer
 import machine
@@ -47,7 +48,7 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "dashboard": dashboard.measure,
     "import": imports.measure,
 }
-NAMES = ("redirect", "nats", "lag", *API_STEPS, "memory", "indexer", "relay", "webhooks")
+NAMES = ("redirect", "nats", "lag", *API_STEPS, "memory", "indexer", "geo", "relay", "webhooks")
 _T0 = time.monotonic()
 
 
@@ -116,6 +117,8 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
     if run.wants("indexer"):  # last: it adds clicks to the data set
         _step(run, backend, "indexer",
               lambda: indexer.measure_throughput(store, data, scale, backend))  # fmt: skip
+    if run.wants("geo"):  # it adds clicks too
+        _step(run, backend, "geo", lambda: geo.measure(store, data, scale, backend, log))
     if run.wants("relay"):  # on a database of its own
         count = 300 if scale.name == "quick" else 2000
         _step(run, backend, "relay", lambda: [relay.measure(backend, count)])

@@ -11,6 +11,10 @@ from typing import Literal
 
 ValueType = Literal["str", "int", "json"]
 
+# Where an event came from, found by the indexer from its address (mailstats.geo): shown
+# after Copernica's fields with `extended=true`, on the kinds that are `located`.
+GEO_FIELDS: tuple[str, ...] = ("country", "asn", "asnorg")
+
 
 @dataclass(frozen=True)
 class Column:
@@ -31,6 +35,8 @@ class Kind:
     code: int  # a small stable number, stored where kinds share a table
     columns: tuple[Column, ...]
     per_link: bool = False  # unique per destination *and* link (clicks), else per destination
+    located: bool = False  # has GEO_FIELDS with `extended=true`
+    trailing: tuple[str, ...] = ()  # derived fields shown after Copernica's (extended)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -45,13 +51,12 @@ class Kind:
             )
         )
         shown = (c.name for c in self.columns if not c.extended)
-        return (*head, *shown, "destination", "profile", "subprofile")
+        return (*head, *shown, "destination", "profile", "subprofile", *self.trailing)
 
     def extended(self) -> Kind:
         """The same kind with its extended columns shown (`extended=true`)."""
-        if not any(c.extended for c in self.columns):
-            return self
-        return replace(self, columns=tuple(replace(c, extended=False) for c in self.columns))
+        columns = tuple(replace(c, extended=False) for c in self.columns)
+        return replace(self, columns=columns, trailing=GEO_FIELDS if self.located else ())
 
 
 IP = Column("ip", max_length=64)
@@ -65,8 +70,8 @@ CLIENT_NAMES = (
 )
 HIT_COLUMNS = (IP, USERAGENT, replace(DEVICE, extended=True), *CLIENT_NAMES)
 
-CLICKS = Kind("clicks", 1, HIT_COLUMNS, per_link=True)
-IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, DEVICE, *CLIENT_NAMES))
+CLICKS = Kind("clicks", 1, HIT_COLUMNS, per_link=True, located=True)
+IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, DEVICE, *CLIENT_NAMES), located=True)
 DELIVERIES = Kind("deliveries", 3, (Column("attempts", "int"),))
 ERRORS = Kind(
     "errors",
@@ -94,7 +99,7 @@ def filterable(kind: Kind) -> dict[str, FieldType]:
     """The fields a `fields[]` expression may name on this kind, with their value types."""
     types: dict[str, FieldType] = {}
     for name in kind.fields:
-        if name in ("ID", "mailing", "destination", "attempts"):
+        if name in ("ID", "mailing", "destination", "attempts", "asn"):
             types[name] = "id"
         elif name == "timestamp":
             types[name] = "time"

@@ -36,7 +36,7 @@ def item_maker(
     for name in kind.fields:
         if name == "timestamp":
             convert.append(lambda ts: format_time(ts, tz))
-        elif types.get(name) == "int":
+        elif types.get(name) == "int" or name == "asn":
             convert.append(lambda v: v)
         elif types.get(name) == "json":
             convert.append(_as_str if raw_json else _as_json)

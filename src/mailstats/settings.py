@@ -96,6 +96,8 @@ class Settings:
     webhook_backoff_max: float = 3600.0  # ... up to this (each wait +-20% at random)
     webhook_disable_after: int = 40  # failures in a row (about 31 hours of retries by default)
     webhook_workers: int = 4  # endpoints delivered to at once, per process
+    geo: str = "network"  # or "country", or "off": what the indexer looks up per address
+    geo_db: str = ""  # MaxMind-format files, comma-separated; empty: the bundled data
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,6 +116,10 @@ class Settings:
     def smtp_name(self) -> str:
         """The relay's host name in its greeting and EHLO."""
         return self.smtp_hostname or urlsplit(self.base_url).hostname or "localhost"
+
+    @property
+    def geo_paths(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.geo_db.split(",") if p.strip())
 
     @property
     def zone(self) -> ZoneInfo:
@@ -201,6 +207,8 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("log_format must be text or json")
     if settings.retention_interval < 0:
         raise InvalidParameter("retention_interval must be 0 (off) or more seconds")
+    if settings.geo not in ("network", "country", "off"):
+        raise InvalidParameter("geo must be network, country or off")
     if not 0 <= settings.block_bits <= 40:
         raise InvalidParameter("block_bits must be 0 to 40")
     if settings.sns_certificates:

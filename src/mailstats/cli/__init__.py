@@ -9,6 +9,7 @@ from mailstats.cli import (
     backlog,
     demo,
     export,
+    geo,
     ingest,
     maillog,
     privacy,
@@ -47,6 +48,7 @@ cli.add_command(privacy.erase)
 cli.add_command(privacy.subject_export)
 cli.add_command(privacy.retention)
 cli.add_command(webhooks.webhook)
+cli.add_command(geo.geo)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import click
 
 from mailstats import settings as settings_mod
 from mailstats.errors import MailstatsError
+from mailstats.geo import Geo
 from mailstats.settings import Settings
 from mailstats.store import Store, open_store
 
@@ -42,6 +43,7 @@ def load_settings(**flags: Any) -> Settings:
 
 def open_db(settings: Settings) -> Store:
     try:
+        geo = Geo(settings.geo, settings.geo_paths)
         return open_store(
             settings.db,
             pool_size=settings.pool_size,
@@ -49,6 +51,7 @@ def open_db(settings: Settings) -> Store:
             capture=settings.capture,
             capture_replicas=settings.capture_replicas,
             capture_timeout=settings.commit_deadline_ms / 1000,
+            geo=geo,
         )
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailstats.errors import InvalidParameter
+from mailstats.geo import Geo
 from mailstats.store.base import (
     BLOCK_BITS,
     Account,
@@ -41,6 +42,7 @@ def open_store(
     capture: str = "",
     capture_replicas: int = 3,
     capture_timeout: float = 0.25,
+    geo: Geo | None = None,
 ) -> Store:
     """Open the database named by `url`: a file path (SQLite) or a postgresql:// URL.
 
@@ -48,6 +50,7 @@ def open_store(
     `capture` names NATS servers (nats://host:port,...) whose JetStream stream takes the
     tracking hits instead of the database (PostgreSQL only); each group commit waits up to
     `capture_timeout` seconds for the stream's acknowledgement.
+    `geo` is what deriving looks up per address (none: nothing).
     """
     if url.startswith(("postgresql://", "postgres://")):
         from mailstats.store.postgres import PostgresBackend
@@ -64,6 +67,8 @@ def open_store(
         from mailstats.store.sqlite import SQLiteBackend
 
         store = Store(SQLiteBackend(url))
+    if geo is not None:
+        store.backend.geo = geo
     if migrate:
         store.backend.migrate(block_bits)
     return store

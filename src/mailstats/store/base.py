@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from mailstats.geo import OFF, Geo
 from mailstats.kinds import DELIVERIES, Kind
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class Backend(abc.ABC):
     like: str
     unindexed: str  # a prefix that keeps the planner from using an index on a column
     queries: dict[str, str]
+    geo: Geo = OFF  # what derive looks up per address (set by open_store)
 
     @abc.abstractmethod
     def fetch(self, sql: str, params: Params = ()) -> list[Row]: ...

@@ -368,16 +368,7 @@ class Store:
 
     def statistics(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, Any]:
         """Totals and uniques per kind; each unique equals its list's total with unique=true."""
-        q = ev.Query(self.backend.placeholder, self.backend.like)
-        q.add("e.account_id = ?", scope.account_id)
-        if scope.emailing_id is not None:
-            q.add("e.emailing_id = ?", scope.emailing_id)
-        if scope.destination_id is not None:
-            q.add("e.destination_id = ?", scope.destination_id)
-        if begin is not None:
-            q.add("e.ts >= ?", begin)
-        if end is not None:
-            q.add("e.ts <= ?", end)
+        q = self._scoped(scope, begin, end)
         counted = None
         if scope.emailing_id is not None and scope.destination_id is None:
             counted = blocks.statistics(self.backend, scope, begin, end)
@@ -399,6 +390,65 @@ class Store:
             "counts": {kind.name: counts.get(kind.code, (0, 0)) for kind in KINDS.values()},
             "retries": retries,
         }
+
+    def statistics_by_country(
+        self, scope: Scope, begin: int | None, end: int | None, *, reasons: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """`statistics` per country ("" for unknown or not looked up), the most events
+        first; the groups add up to the ungrouped figures. With `reasons`, each group also
+        has its errors' reasons."""
+        q = self._scoped(scope, begin, end)
+        country = "coalesce(e.country, '')"
+        sql = (
+            f"SELECT {country}, e.kind, count(*), sum(e.first) FROM events e"
+            f" WHERE {q.where} GROUP BY {country}, e.kind"
+        )
+        groups: dict[str, dict[str, Any]] = {}
+
+        def group(name: str) -> dict[str, Any]:
+            return groups.setdefault(name, {"counts": {}, "retries": (0, 0), "reasons": {}})
+
+        for name, code, n, firsts in self.backend.fetch(sql, q.args):
+            group(str(name))["counts"][int(code)] = (int(n), int(firsts or 0))
+        retry_sql = (
+            f"SELECT {country}, count(*), count(DISTINCT e.destination_id) FROM events e"
+            f" WHERE {q.where} AND e.kind = {int(KINDS['deliveries'].code)} AND e.attempts > 1"
+            f" GROUP BY {country}"
+        )
+        for name, n, destinations in self.backend.fetch(retry_sql, q.args):
+            group(str(name))["retries"] = (int(n), int(destinations))
+        if reasons:
+            reason_sql = (
+                f"SELECT {country}, e.reason, count(*) FROM events e WHERE {q.where}"
+                f" AND e.kind = {int(KINDS['errors'].code)} GROUP BY {country}, e.reason"
+            )
+            for name, reason, n in self.backend.fetch(reason_sql, q.args):
+                merged = group(str(name))["reasons"]
+                key = str(reason or "undefined")
+                merged[key] = merged.get(key, 0) + int(n)
+        out = {}
+        for name, found in groups.items():
+            out[name] = {
+                "counts": {k.name: found["counts"].get(k.code, (0, 0)) for k in KINDS.values()},
+                "retries": found["retries"],
+                "reasons": dict(sorted(found["reasons"].items(), key=lambda i: (-i[1], i[0]))),
+            }
+        weight = {name: sum(t for t, _ in g["counts"].values()) for name, g in out.items()}
+        return dict(sorted(out.items(), key=lambda i: (i[0] == "", -weight[i[0]], i[0])))
+
+    def _scoped(self, scope: Scope, begin: int | None, end: int | None) -> ev.Query:
+        """Every kind's events in scope and time range."""
+        q = ev.Query(self.backend.placeholder, self.backend.like)
+        q.add("e.account_id = ?", scope.account_id)
+        if scope.emailing_id is not None:
+            q.add("e.emailing_id = ?", scope.emailing_id)
+        if scope.destination_id is not None:
+            q.add("e.destination_id = ?", scope.destination_id)
+        if begin is not None:
+            q.add("e.ts >= ?", begin)
+        if end is not None:
+            q.add("e.ts <= ?", end)
+        return q
 
     def error_reasons(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, int]:
         """How many errors in scope and range have each reason, most first (then by name)."""

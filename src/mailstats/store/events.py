@@ -28,6 +28,10 @@ INSERT_COLUMNS: tuple[str, ...] = (
 )
 
 
+# Found by the indexer from the address (mailstats.geo): stored beside INSERT_COLUMNS.
+GEO_COLUMNS: tuple[str, ...] = ("country", "network_id")
+
+
 class Condition(Protocol):
     """One `fields[]` filter: an API field, an SQL operator and a typed value."""
 
@@ -51,6 +55,7 @@ class Filter:
 
 _USES_D = re.compile(r"\bd\.")
 _USES_L = re.compile(r"\bl\.")
+_USES_NW = re.compile(r"\bnw\.")
 _OPERATORS = {"=", "!=", "<", ">", "<=", ">=", "LIKE", "NOT LIKE"}
 
 
@@ -94,6 +99,9 @@ def select_expressions(kind: Kind) -> dict[str, str]:
         "destination": "e.destination_id",
         "profile": "d.profile",
         "subprofile": "d.subprofile",
+        "country": "coalesce(e.country, '')",
+        "asn": "nullif(nw.asn, 0)",
+        "asnorg": "nw.name",
     }
     return {name: known.get(name, f"e.{name}") for name in kind.fields}
 
@@ -153,6 +161,8 @@ def joins(kind: Kind, text: str) -> str:
         out += " JOIN destinations d ON d.id = e.destination_id"
     if _USES_L.search(text):
         out += " JOIN links l ON l.id = e.link_id"
+    if _USES_NW.search(text):
+        out += " LEFT JOIN networks nw ON nw.id = e.network_id"
     return out
 
 

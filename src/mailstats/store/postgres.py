@@ -11,7 +11,7 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
@@ -104,6 +104,7 @@ class PostgresBackend(Backend):
         self._role_settings: dict[str, Any] = {**settings, "autocommit": True}
         self._role_conn: psycopg.Connection[Any] | None = None
         self._role_checked = 0.0
+        self._network_ids: dict[tuple[int, str], int] = {}  # networks.id by (asn, name)
 
     def _returned(self, conn: psycopg.Connection[Any]) -> None:
         """Called by the pool as a connection comes back in working order."""
@@ -143,19 +144,29 @@ class PostgresBackend(Backend):
         if not events:
             return 0
         self.partitions.ensure({event.ts for event in events})
+        added: dict[tuple[int, str], int] = {}
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             # BEGIN, lock and insert go out together, then COMMIT: two round trips
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-            return self._insert(conn, events)
+            new = self._insert(conn, events, added)
+        self._network_ids.update(added)  # committed
+        return new
 
-    def _insert(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+    def _insert(
+        self,
+        conn: psycopg.Connection[Any],
+        events: Sequence[Event],
+        added: dict[tuple[int, str], int],
+    ) -> int:
         """The insert itself, inside the caller's transaction, which holds EVENTS_LOCK."""
         if not events:
             return 0
         bits = self.block_bits()
-        sql, params = _batch(events, bits)
+        names, params = _batch(events)
+        places = self._places(conn, _addresses(events), added) if "ip" in names else None
+        sql = _insert_sql(names, bits, geo=places is not None)
         # never prepared: a generic plan, blind to the batch, runs about twice as slow
-        row = conn.execute(sql, params, prepare=False).fetchone()
+        row = conn.execute(sql, [*(places or ()), *params], prepare=False).fetchone()
         assert row is not None
         new, unseated_ids, unseated_ts = row
         _unseat(conn, unseated_ids, unseated_ts, bits)
@@ -174,24 +185,11 @@ class PostgresBackend(Backend):
             return Derived()  # nothing waits: no lock, no transaction
         bits = self.block_bits()
         for _ in range(2):
+            added: dict[tuple[int, str], int] = {}
             try:
-                with self.pool.connection() as conn, conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-                    # the months the events need must have their partitions (made under
-                    # the same lock, so outside this transaction)
-                    span = conn.execute(_LOG_SPAN, (limit,)).fetchone()
-                    if span is None or span[0] is None:
-                        return Derived()
-                    low, high = span
-                    if not self.partitions.cover({int(low), int(high)}):
-                        raise _NeedsPartitions({int(low), int(high)})
-                    sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
-                    row = conn.execute(sql, (limit,), prepare=False).fetchone()
-                    assert row is not None
-                    new, unseated_ids, unseated_ts, taken, batched, captured = row
-                    _unseat(conn, unseated_ids, unseated_ts, bits)
-                    return Derived(int(taken), int(new), int(taken) - int(batched),
-                                   [float(captured)])  # fmt: skip
+                done = self._derive(limit, bits, added)
+                self._network_ids.update(added)  # committed
+                return done
             except _NeedsPartitions as needs:
                 self.partitions.ensure(needs.stamps)
         return Derived()
@@ -211,20 +209,79 @@ class PostgresBackend(Backend):
         self.partitions.ensure({event.ts for event in events})
         bits = self.block_bits()
         captured = pulled.captured or time.time()
+        added: dict[tuple[int, str], int] = {}
         try:
             with self.pool.connection() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
                 conn.execute(*self._table.statement(events, captured))
-                sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
-                row = conn.execute(sql, (len(events),), prepare=False).fetchone()
-                assert row is not None
-                new, unseated_ids, unseated_ts, taken, batched, _ = row
-                _unseat(conn, unseated_ids, unseated_ts, bits)
+                done = self._derive_in(conn, len(events), bits, added)
         except Exception:
             self._capture.nak(pulled)  # delivered again at once, not after the ack wait
             raise
+        self._network_ids.update(added)  # committed
         self._capture.ack(pulled)
-        return Derived(int(taken), int(new), int(taken) - int(batched), [captured])
+        return done
+
+    def _derive(self, limit: int, bits: int, added: dict[tuple[int, str], int]) -> Derived:
+        """One derive transaction; networks it adds are put in `added`."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+            return self._derive_in(conn, limit, bits, added)
+
+    def _derive_in(
+        self, conn: psycopg.Connection[Any], limit: int, bits: int,
+        added: dict[tuple[int, str], int],
+    ) -> Derived:  # fmt: skip
+        """The oldest `limit` rows of the log stored, in the caller's transaction (which
+        holds EVENTS_LOCK)."""
+        # the months the events need must have their partitions (made under the same
+        # lock, so outside this transaction)
+        span = conn.execute(_LOG_SPAN, (limit,)).fetchone()
+        if span is None or span[0] is None:
+            return Derived()
+        low, high = span
+        if not self.partitions.cover({int(low), int(high)}):
+            raise _NeedsPartitions({int(low), int(high)})
+        source, taking, places = _LOG_SOURCE, limit, None
+        if self.geo.on:  # the rows are named, so those looked up are those taken
+            listed = conn.execute(_LOG_ADDRESSES, (limit,)).fetchone()
+            if listed is None or not listed[0]:
+                return Derived()
+            source, taking = _LOG_SOURCE_LISTED, listed[0]
+            places = self._places(conn, listed[1] or (), added)
+        sql = _insert_sql(_LOG_COLUMNS, bits, source, places is not None)
+        params = [*(places or ()), taking]
+        row = conn.execute(sql, params, prepare=False).fetchone()
+        assert row is not None
+        new, unseated_ids, unseated_ts, taken, batched, captured = row
+        _unseat(conn, unseated_ids, unseated_ts, bits)
+        return Derived(int(taken), int(new), int(taken) - int(batched),
+                       [float(captured)])  # fmt: skip
+
+    def _places(
+        self, conn: psycopg.Connection[Any], addresses: Iterable[str],
+        added: dict[tuple[int, str], int],
+    ) -> list[Any] | None:  # fmt: skip
+        """Where the batch's events came from (mailstats.geo), its own step: the distinct
+        full addresses looked up (cached), organisations new to this process added to
+        `networks` (and to `added`), and the arrays of the insert's `places` (none: geo is
+        off or no event has an address)."""
+        if not self.geo.on:
+            return None
+        places = self.geo.places(addresses)
+        if not places:
+            return None
+        known = self._network_ids
+        new = {(p.asn or 0, p.asnorg) for p in places.values() if p.asnorg} - known.keys()
+        if new:
+            asns, names = (list(c) for c in zip(*new, strict=True))
+            for i, asn, name in conn.execute(_NETWORKS_ADD, (asns, names)).fetchall():
+                added[int(asn), str(name)] = int(i)
+        networks: list[int | None] = []
+        for p in places.values():
+            key = (p.asn or 0, p.asnorg or "")
+            networks.append((known.get(key) or added.get(key)) if p.asnorg else None)
+        return [list(places), [p.country for p in places.values()], networks]
 
     def indexer_role(self) -> bool:
         """A session advisory lock on a connection of its own, held while it lives (checked
@@ -335,8 +392,8 @@ _INSERT_TYPES = {
 _FIRST = INSERT_COLUMNS.index("first")
 
 
-def _batch(events: Sequence[Event], bits: int) -> tuple[str, list[list[Any]]]:
-    """The statement for this batch and its parameters: one array per column.
+def _batch(events: Sequence[Event]) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The columns of this batch and its parameters: one array per column.
 
     Columns that are NULL throughout the batch (those of other kinds) are left out.
     """
@@ -348,7 +405,17 @@ def _batch(events: Sequence[Event], bits: int) -> tuple[str, list[list[Any]]]:
             continue
         names.append(name)
         arrays.append(list(columns[i]))
-    return _insert_sql(tuple(names), bits), arrays
+    return tuple(names), arrays
+
+
+def _addresses(events: Sequence[Event]) -> set[str]:
+    """The distinct addresses of a batch, cut to the column's bound as they are stored."""
+    found = set()
+    for event in events:
+        for column, value in zip(event.kind.columns, event.values, strict=False):
+            if column.name == "ip" and value:
+                found.add(str(value)[: column.max_length])
+    return found
 
 
 _LOG_COLUMNS = ("kind", "key", "ts", "account_id", "emailing_id", "destination_id", "link_id",
@@ -358,6 +425,24 @@ _BOUNDS = {c.name: c.max_length for k in KINDS.values() for c in k.columns if c.
 _LOG_SPAN = """
 SELECT min(ts), max(ts) FROM (SELECT ts FROM capture_log ORDER BY id LIMIT %s) oldest
 """
+# With geo on: their IDs and distinct addresses (as the batch cuts them), for the lookup
+# before the insert, which then takes exactly these rows (others may arrive meanwhile).
+_LOG_ADDRESSES = f"""
+SELECT array_agg(id ORDER BY id),
+    array_agg(DISTINCT left(ip, {_BOUNDS["ip"]})) FILTER (WHERE ip IS NOT NULL AND ip <> '')
+FROM (SELECT id, ip FROM capture_log ORDER BY id LIMIT %s) oldest
+"""
+# Organisations are kept once each; the insert finds their IDs by (asn, name).
+# (The process keeps the IDs of committed rows; one another process added is updated
+# in place, so that its ID is returned too.)
+_NETWORKS_ADD = """
+INSERT INTO networks (asn, name) SELECT * FROM unnest(%b::bigint[], %b::text[])
+ON CONFLICT (asn, name) DO UPDATE SET name = excluded.name RETURNING id, asn, name
+"""
+# The places of the batch's addresses, passed as arrays (ip, country, networks.id).
+_PLACES = """places AS (
+    SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[]) AS p(ip, country, network_id)
+)"""
 # The same rows taken off the log as the batch of the insert: hits (account 0) get their
 # account and emailing from their destination; those naming no destination, or a link of
 # another emailing (only a token signed for another database can), are dropped.
@@ -378,6 +463,10 @@ taken AS (
     WHERE t.account_id <> 0
         OR (d.id IS NOT NULL AND (t.kind <> {CLICKS.code} OR l.emailing_id = d.emailing_id))
 )"""
+_LOG_SOURCE_LISTED = _LOG_SOURCE.replace(
+    "WHERE id IN (SELECT id FROM capture_log ORDER BY id LIMIT %s)", "WHERE id = ANY(%b::bigint[])"
+)
+assert _LOG_SOURCE_LISTED != _LOG_SOURCE
 
 # An event that lost its `first` flag to an earlier one, and its block's count of flags.
 _UNSEAT = f"""
@@ -431,7 +520,7 @@ def _private(names: tuple[str, ...]) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
+def _insert_sql(names: tuple[str, ...], bits: int, source: str = "", geo: bool = False) -> str:
     """One statement for a whole batch, its columns passed as binary arrays.
 
     It does what SQLite's insert_events does event by event: a replay (a key already
@@ -444,6 +533,7 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
     to the webhook outbox of every endpoint that takes them (mailstats.webhooks).
     It returns the count of new events and the (id, ts) of events that lost the flag:
     clearing those here would plan as a join over every partition, so the caller does it.
+    With `geo`, the events get their country and network from `places` (arrays first).
     """
     arrays = ", ".join(f"%b::{_INSERT_TYPES[name]}[]" for name in names)
     listed = ", ".join(names)
@@ -455,6 +545,10 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
         else ""
     )
     values, private = _private(names)  # the values as privacy leaves them, last
+    located, place, places = "", "", ""
+    if geo:
+        located, place = ", country, network_id", ", g.country, g.network_id"
+        places = f"{_PLACES}, "
     group = "kind, destination_id, link_id"
     retry = f"a.kind = {DELIVERIES.code} AND a.attempts > 1"
     retries, flagged, join = "0, 0", "", ""
@@ -471,7 +565,7 @@ def _insert_sql(names: tuple[str, ...], bits: int, source: str = "") -> str:
     INSERT INTO retried (destination_id) SELECT destination_id FROM flagged"""
         join = " LEFT JOIN flagged fl USING (id)"
     return f"""
-WITH {batch}, fresh AS (
+WITH {places}{batch}, fresh AS (
     SELECT DISTINCT ON (b.key) b.* FROM batch b
     WHERE NOT EXISTS (SELECT FROM event_keys k WHERE k.key = b.key)
     ORDER BY b.key, b.n
@@ -482,9 +576,9 @@ WITH {batch}, fresh AS (
     FROM best LEFT JOIN firsts h USING ({group})
     WHERE h.ts IS NULL OR best.ts < h.ts
 ), added AS (
-    INSERT INTO events ({listed}, first)
-    SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END
-    FROM fresh f LEFT JOIN won w ON w.n = f.n{private}
+    INSERT INTO events ({listed}, first{located})
+    SELECT {values}, CASE WHEN w.n IS NULL THEN 0 ELSE 1 END{place}
+    FROM fresh f LEFT JOIN won w ON w.n = f.n{private}{" LEFT JOIN places g ON g.ip = f.ip" if geo else ""}
     ORDER BY f.n
     RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts, device,
         client, os, errortype, errorcode{flagged}

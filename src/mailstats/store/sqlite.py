@@ -48,6 +48,12 @@ class SQLiteBackend(Backend):
         self._stage_rows = batch.stage_rows_sql()
         self._role: bool | None = None
         self._role_file: IO[bytes] | None = None
+        # the batch's places by batch row, and (asn, organisation) -> networks.id
+        self._located: dict[int, tuple[str, int | None]] = {}
+        self._network_ids: dict[tuple[int, str], int] = {}
+        self._network_top = -1
+        self._writer.create_function("geo_country", 1, self._country, deterministic=True)
+        self._writer.create_function("geo_network", 1, self._network, deterministic=True)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -90,6 +96,7 @@ class SQLiteBackend(Backend):
                 yield cur
             except BaseException:
                 self._writer.rollback()
+                self._network_top = -1  # networks added in it are gone: read them again
                 raise
             else:
                 cur.execute("COMMIT")
@@ -136,13 +143,55 @@ class SQLiteBackend(Backend):
             for statement in batch.IDS_RANKED[:-1]:
                 cur.execute(statement)
             cur.execute(batch.IDS_RANKED[-1], (stored,))
+        # the place of each address first, from the full value; the privacy modes last
+        located = batch.LOCATED if self._locate(cur) else batch.UNLOCATED
         for statement in batch.PRIVACY:  # last before the insert: see sqlite_batch.PRIVACY
             cur.execute(statement)
         bits = self.block_bits()
         for statement in batch.DERIVE:
-            cur.execute(statement.format(bits=bits))
+            cur.execute(statement.format(bits=bits, located=located))
+        self._located = {}
         cur.execute(batch.OUTBOX)
         return int(cur.execute("SELECT count(*) FROM temp.batch").fetchone()[0]), dropped
+
+    def _locate(self, cur: sqlite3.Cursor) -> bool:
+        """The staged events' country and network, from their full address (mailstats.geo),
+        kept by batch row for the insert; False if there is nothing to look up."""
+        self._located = {}
+        if not self.geo.on:
+            return False
+        rows = cur.execute(batch.PLACE_ADDRESSES).fetchall()
+        if not rows:
+            return False
+        places = self.geo.places(ip for _, ip in rows)
+        ids = self._networks(cur, {(p.asn or 0, p.asnorg) for p in places.values() if p.asnorg})
+        pairs = {ip: (p.country, ids[p.asn or 0, p.asnorg] if p.asnorg else None)
+                 for ip, p in places.items()}  # fmt: skip
+        self._located = {n: pairs[ip] for n, ip in rows}
+        return True
+
+    def _networks(
+        self, cur: sqlite3.Cursor, wanted: set[tuple[int, str]]
+    ) -> dict[tuple[int, str], int]:
+        """networks.id of each (asn, organisation), new ones added. The writer holds the
+        write lock, so the table changes only here or in another process (seen by its top)."""
+        top = int(cur.execute(batch.NETWORKS_TOP).fetchone()[0])
+        if top != self._network_top:
+            rows = cur.execute(batch.NETWORKS_ALL).fetchall()
+            self._network_ids = {(int(asn), str(name)): int(i) for i, asn, name in rows}
+            self._network_top = top
+        for key in wanted - self._network_ids.keys():
+            cur.execute(batch.NETWORK_ADD, key)
+            self._network_ids[key] = self._network_top = int(cur.lastrowid or 0)
+        return self._network_ids
+
+    def _country(self, n: int) -> str | None:
+        found = self._located.get(n)
+        return found[0] if found else None
+
+    def _network(self, n: int) -> int | None:
+        found = self._located.get(n)
+        return found[1] if found else None
 
     @property
     def capture(self) -> SQLiteCapture:

@@ -8,7 +8,7 @@ insert, so flags and counters are computed from the staged rows alone.
 from __future__ import annotations
 
 from mailstats.kinds import CLICKS, DELIVERIES, ERRORS, IMPRESSIONS, KINDS
-from mailstats.store.events import INSERT_COLUMNS, VALUE_COLUMNS
+from mailstats.store.events import GEO_COLUMNS, INSERT_COLUMNS, VALUE_COLUMNS
 
 _VALUES = ", ".join(VALUE_COLUMNS)
 _BOUNDS = {c.name: c.max_length for kind in KINDS.values() for c in kind.columns}
@@ -21,7 +21,7 @@ STAGING = (
         n INTEGER PRIMARY KEY, id INTEGER, kind INTEGER, key BLOB UNIQUE, ts INTEGER,
         account_id INTEGER, emailing_id INTEGER, destination_id INTEGER, link_id INTEGER,
         first INTEGER NOT NULL DEFAULT 0, retried INTEGER NOT NULL DEFAULT 0,
-        hit INTEGER NOT NULL DEFAULT 0, {_VALUES})""",
+        hit INTEGER NOT NULL DEFAULT 0, country TEXT, network_id INTEGER, {_VALUES})""",
     "CREATE TEMP TABLE IF NOT EXISTS ranks (k INTEGER PRIMARY KEY, n INTEGER UNIQUE)",
 )
 
@@ -68,6 +68,19 @@ IDS_RANKED = (
     "INSERT INTO temp.ranks (n) SELECT n FROM temp.batch ORDER BY n",
     "UPDATE temp.batch SET id = ? + (SELECT r.k FROM temp.ranks r WHERE r.n = batch.n)",
 )
+# Where the events came from (mailstats.geo), its own step: the staged events' full
+# addresses are read and looked up in Python (cached by address and prefix), new network
+# organisations are added to `networks`, and the insert takes each event's country and
+# network from the functions geo_country(n) and geo_network(n), by the event's batch row.
+PLACE_ADDRESSES = "SELECT n, ip FROM temp.batch WHERE ip IS NOT NULL AND ip <> ''"
+NETWORKS_TOP = "SELECT coalesce(max(id), 0) FROM networks"
+NETWORKS_ALL = "SELECT id, asn, name FROM networks"
+NETWORK_ADD = "INSERT INTO networks (asn, name) VALUES (?, ?)"
+LOCATED = "geo_country(n), geo_network(n)"  # the insert's geo columns, looked up
+UNLOCATED = ", ".join(GEO_COLUMNS)  # or as staged (NULL)
+
+_STORED = ", ".join((*INSERT_COLUMNS, *GEO_COLUMNS))
+_COLUMNS = ", ".join(INSERT_COLUMNS)
 DERIVE = (
     # the earliest of each group is first, unless a stored event is as early or earlier
     f"""UPDATE temp.batch SET first = 1 WHERE n IN (
@@ -125,8 +138,8 @@ DERIVE = (
         GROUP BY destination_id)""",
     "INSERT OR IGNORE INTO retried (destination_id)"
     " SELECT destination_id FROM temp.batch WHERE retried = 1",
-    f"""INSERT INTO events (id, {", ".join(INSERT_COLUMNS)})
-    SELECT id, {", ".join(INSERT_COLUMNS)} FROM temp.batch ORDER BY n""",
+    f"""INSERT INTO events (id, {_STORED})
+    SELECT id, {_COLUMNS}, {{located}} FROM temp.batch ORDER BY n""",
     f"""INSERT INTO event_blocks
         (account_id, kind, block, emailing_id, n, firsts, retries, retried, min_ts, max_ts)
     SELECT account_id, kind, id >> {{bits}}, emailing_id, count(*), sum(first),

@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from mailstats.errors import MailstatsError
+from mailstats.geo import Geo
 from mailstats.settings import Settings
 from mailstats.store import Store, open_store, privacy
 from mailstats.store.derive import Indexer
@@ -100,6 +101,7 @@ class App:
             capture=settings.capture,
             capture_replicas=settings.capture_replicas,
             capture_timeout=settings.commit_deadline_ms / 1000,
+            geo=Geo(settings.geo, settings.geo_paths),
         )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         self.store.backend.capture.start()

@@ -157,12 +157,26 @@ def _named(*names: str) -> Schema:
     return _object({name: FIELDS.get(name, TEXT) for name in names})
 
 
+# Where an event came from (kinds.GEO_FIELDS), with `extended=true`.
+GEO: dict[str, Schema] = {
+    "country": {"type": "string", "pattern": "^([A-Z]{2})?$", "description": "ISO 3166-1 "
+                "alpha-2 of the address, empty when unknown, private or not looked up."},
+    "asn": {"type": ["integer", "null"], "minimum": 0, "description": "The network's "
+            "autonomous system number; null where the data has none."},
+    "asnorg": {"type": ["string", "null"], "description": "The network's organisation."},
+}  # fmt: skip
+
+
 def item(kind: Kind) -> Schema:
-    """One item of a statistics list, its fields in API order."""
+    """One item of a statistics list, its fields in API order (those of `extended=true`
+    allowed, not required)."""
     columns = {c.name: c for c in kind.columns}
-    return _object(
-        {f: _column(kind, columns[f]) if f in columns else FIELDS.get(f, TEXT) for f in kind.fields}
-    )
+    wide = kind.extended()
+    properties = {
+        f: _column(kind, columns[f]) if f in columns else GEO.get(f) or FIELDS.get(f, TEXT)
+        for f in wide.fields
+    }
+    return _object(properties, required=list(kind.fields))
 
 
 def reported(kind: Kind) -> Schema:
@@ -239,6 +253,25 @@ SCHEMAS: dict[str, Schema] = {
             for n in STATISTICS
         }
     ),
+    "StatisticsByCountry": _object(
+        {
+            "groups": {
+                "type": "array",
+                "items": _object(
+                    {"country": GEO["country"]}
+                    | {
+                        n: _object(
+                            {"total": TALLY}
+                            | ({} if n == "deliveries" else {"unique": TALLY})
+                            | ({"reasons": {"type": "object"}} if n == "errors" else {}),
+                            required=["total"] if n == "deliveries" else ["total", "unique"],
+                        )
+                        for n in STATISTICS
+                    }
+                ),
+            }
+        }
+    ),
     "NewEmailing": {
         "type": "object",
         "required": ["subject", "from_address", "html"],
@@ -298,6 +331,16 @@ PARAMETERS: dict[str, Schema] = {
         "format",
         {"type": "string", "enum": ["ndjson", "csv"]},
         "The whole selection, unpaged, streamed as NDJSON or CSV instead of a JSON page.",
+    ),
+    "extended": _query(
+        "extended",
+        FLAG,
+        "mailstats' own fields too (clicks and impressions: country, asn, asnorg); default false.",
+    ),
+    "groupby": _query(
+        "groupby",
+        {"type": "string", "enum": ["country"]},
+        "One statistics object per country of origin instead, adding up to the whole.",
     ),
     "type": _query("type", {"type": "string", "enum": list(emailings.TYPES)}, "Emailing type."),
     "fromdate": _query("fromdate", TIME_IN, "Emailings registered at or after this time."),
@@ -417,7 +460,7 @@ def _list_events(path: str, method: str) -> Iterator[tuple[str, Schema]]:
         ok["200"]["content"]["application/x-ndjson"] = {"schema": TEXT}  # format=ndjson
         ok["200"]["content"]["text/csv"] = {"schema": TEXT}  # format=csv: header row, items
         params = [*PAGING, *BOUNDS, ref("parameters", "unique"), _fields(kind)]
-        params.append(ref("parameters", "format"))
+        params += [ref("parameters", "format"), ref("parameters", "extended")]
         yield here, _operation(method, here, f"List {name}, oldest first", ok, params)
 
 
@@ -541,7 +584,9 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
     destinations.body: _body,
     destinations.headers: _one("Headers the sender adds", _ok(JSON, ref("schemas", "Headers"))),
     statistics.get: _one(
-        "Totals and uniques per kind", _ok(JSON, ref("schemas", "Statistics")), BOUNDS
+        "Totals and uniques per kind (with groupby=country: per country)",
+        _ok(JSON, {"oneOf": [ref("schemas", "Statistics"), ref("schemas", "StatisticsByCountry")]}),
+        [*BOUNDS, ref("parameters", "groupby")],
     ),
     suppressions.list_all: _one(
         "The suppression list: addresses the relay refuses",

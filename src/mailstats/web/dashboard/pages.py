@@ -47,6 +47,17 @@ def _figures(store: Store, scope: Scope, begin: int | None, end: int | None) -> 
     return out
 
 
+def _countries(store: Store, scope: Scope, begin: int, end: int) -> list[dict[str, Any]]:
+    """Clicks and opens per country of origin, with each country's share of both."""
+    rows = []
+    for country, found in store.statistics_by_country(scope, begin, end).items():
+        clicks, unique = found["counts"]["clicks"]
+        opens = found["counts"]["impressions"][0]
+        if clicks or opens:
+            rows.append({"country": country, "clicks": clicks, "unique": unique, "opens": opens})
+    return sorted(rows, key=lambda r: (r["country"] == "", -r["clicks"] - r["opens"]))
+
+
 def _sparkline(store: Store, scope: Scope, created: int, tz: ZoneInfo) -> str:
     """SVG points of opens plus clicks per day over the emailing's first seven days."""
     first = datetime.fromtimestamp(created, tz).date()
@@ -131,6 +142,7 @@ def _emailing_page(
         "links": links,
         "clickmap": clickmap.render(emailing.html, store.links(emailing_id), per_link),
         "clients": charts.clients(store, scope, rng),
+        "countries": _countries(store, scope, rng.begin, rng.end - 1),
         "bounces": charts.bounces(store, scope, rng),
         "recent": {
             "errors": store.charts.recent(scope, ERRORS, "errorcode", begin, end),
