@@ -24,6 +24,15 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Extra:
+    """A field of mailstats' own that `extended=true` adds after Copernica's: its name and
+    the stored column it is read from (serialize.EXTRA_VALUES turns that into the value)."""
+
+    name: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Kind:
     """One kind of event: its API name (also its table) and what sets it apart."""
 
@@ -31,6 +40,9 @@ class Kind:
     code: int  # a small stable number, stored where kinds share a table
     columns: tuple[Column, ...]
     per_link: bool = False  # unique per destination *and* link (clicks), else per destination
+    verdicts: bool = False  # a person's or a machine's (mailstats.verdicts): clicks and opens
+    extras: tuple[Extra, ...] = ()  # shown with `extended=true` only, after the other fields
+    show_extras: bool = False
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -45,20 +57,41 @@ class Kind:
             )
         )
         shown = (c.name for c in self.columns if not c.extended)
-        return (*head, *shown, "destination", "profile", "subprofile")
+        extras = (x.name for x in self.extras) if self.show_extras else ()
+        return (*head, *shown, "destination", "profile", "subprofile", *extras)
 
     def extended(self) -> Kind:
-        """The same kind with its extended columns shown (`extended=true`)."""
-        if not any(c.extended for c in self.columns):
+        """The same kind with its extended columns and extras shown (`extended=true`)."""
+        if not any(c.extended for c in self.columns) and not self.extras:
             return self
-        return replace(self, columns=tuple(replace(c, extended=False) for c in self.columns))
+        columns = tuple(replace(c, extended=False) for c in self.columns)
+        return replace(self, columns=columns, show_extras=bool(self.extras))
 
 
 IP = Column("ip", max_length=64)
 USERAGENT = Column("useragent", max_length=1024)
 
-CLICKS = Kind("clicks", 1, (IP, USERAGENT), per_link=True)
-IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, Column("device", max_length=16)))
+# Every field `extended=true` adds, per kind: the one list to extend (the value of each
+# name is made in serialize.EXTRA_VALUES).
+EXTRAS: dict[str, tuple[Extra, ...]] = {
+    "clicks": (
+        Extra("verdict", "verdict"),
+        Extra("reasons", "reasons"),
+        Extra("device", "useragent"),
+        Extra("os", "useragent"),
+        Extra("client", "useragent"),
+    ),
+    "impressions": (
+        Extra("verdict", "verdict"),
+        Extra("reasons", "reasons"),
+        Extra("os", "useragent"),
+        Extra("client", "useragent"),
+    ),
+}
+
+CLICKS = Kind("clicks", 1, (IP, USERAGENT), per_link=True, verdicts=True, extras=EXTRAS["clicks"])
+IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, Column("device", max_length=16)),
+                   verdicts=True, extras=EXTRAS["impressions"])  # fmt: skip
 DELIVERIES = Kind("deliveries", 3, (Column("attempts", "int"),))
 ERRORS = Kind(
     "errors",
@@ -85,7 +118,10 @@ FieldType = Literal["id", "time", "text"]
 def filterable(kind: Kind) -> dict[str, FieldType]:
     """The fields a `fields[]` expression may name on this kind, with their value types."""
     types: dict[str, FieldType] = {}
+    extras = {x.name for x in kind.extras}
     for name in kind.fields:
+        if name in extras:
+            continue
         if name in ("ID", "mailing", "destination", "attempts"):
             types[name] = "id"
         elif name == "timestamp":

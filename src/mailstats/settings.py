@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailstats.errors import InvalidParameter
+from mailstats.verdicts import Agents, Networks, Rules
 
 
 class Secret:
@@ -81,6 +82,13 @@ class Settings:
     ready_timeout: float = 2.0  # seconds /readyz waits for the database
     ready_spool_bytes: int = 64 * 1024 * 1024  # /readyz fails with more than this spooled
     ready_backlog_seconds: float = 60.0  # ... or with a captured event older than this
+    # Machine clicks and opens (mailstats.verdicts; README "Machine clicks and opens")
+    verdict_window: int = 60  # seconds until a verdict is settled (bots=exclude shows it)
+    verdict_too_soon: int = 10  # seconds after the delivery or sending: too soon for a person
+    verdict_burst_seconds: int = 1  # links followed this far apart make one burst ...
+    verdict_burst_links: int = 2  # ... when there are this many distinct ones
+    verdict_networks: str = ""  # a file replacing the shipped list of address ranges
+    verdict_agents: str = ""  # a file replacing the shipped list of user agent patterns
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,6 +107,17 @@ class Settings:
     def smtp_name(self) -> str:
         """The relay's host name in its greeting and EHLO."""
         return self.smtp_hostname or urlsplit(self.base_url).hostname or "localhost"
+
+    def verdict_rules(self) -> Rules:
+        """The rules the derive step gives verdicts by (the lists read from their files)."""
+        return Rules(
+            window=self.verdict_window,
+            too_soon=self.verdict_too_soon,
+            burst_seconds=self.verdict_burst_seconds,
+            burst_links=self.verdict_burst_links,
+            networks=Networks.load(self.verdict_networks),
+            agents=Agents.load(self.verdict_agents),
+        )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -198,6 +217,12 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("smtp_max_bytes must be at least 1024")
     if bool(settings.smtp_tls_cert) != bool(settings.smtp_tls_key):
         raise InvalidParameter("smtp_tls_cert and smtp_tls_key go together")
+    if settings.verdict_window < 0 or settings.verdict_burst_links < 2:
+        raise InvalidParameter("verdict_window must be 0 or more, verdict_burst_links 2 or more")
+    for name in ("verdict_networks", "verdict_agents"):
+        path = getattr(settings, name)
+        if path and not os.path.isfile(path):
+            raise InvalidParameter(f"{name}: no file {path!r}")
     dkim = (settings.dkim_key, settings.dkim_selector, settings.dkim_domain)
     if any(dkim) and not all(dkim):
         raise InvalidParameter("dkim_key, dkim_selector and dkim_domain go together")

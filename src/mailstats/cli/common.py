@@ -36,6 +36,7 @@ def load_settings(**flags: Any) -> Settings:
 
 def open_db(settings: Settings) -> Store:
     try:
-        return open_store(settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits)
+        return open_store(settings.db, pool_size=settings.pool_size,
+                          block_bits=settings.block_bits, rules=settings.verdict_rules())  # fmt: skip
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None

@@ -15,6 +15,7 @@ from mailstats.store.base import (
 )
 from mailstats.store.core import Store
 from mailstats.store.events import Filter
+from mailstats.verdicts import Rules
 
 __all__ = [
     "Account",
@@ -32,7 +33,12 @@ __all__ = [
 
 
 def open_store(
-    url: str, *, pool_size: int = 10, migrate: bool = True, block_bits: int = BLOCK_BITS
+    url: str,
+    *,
+    pool_size: int = 10,
+    migrate: bool = True,
+    block_bits: int = BLOCK_BITS,
+    rules: Rules | None = None,
 ) -> Store:
     """Open the database named by `url`: a file path (SQLite) or a postgresql:// URL.
 
@@ -46,6 +52,8 @@ def open_store(
         from mailstats.store.sqlite import SQLiteBackend
 
         store = Store(SQLiteBackend(url))
+    if rules is not None:
+        store.backend.rules = rules
     if migrate:
         store.backend.migrate(block_bits)
     return store

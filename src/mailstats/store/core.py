@@ -31,6 +31,7 @@ from mailstats.store.capture import Backlog
 from mailstats.store.charts import Charts
 from mailstats.store.derive import BATCH, Derived
 from mailstats.store.users import Users
+from mailstats.store.verdicts import TRAP_START
 
 T = TypeVar("T")
 
@@ -157,7 +158,8 @@ class Store:
                 },
             )
             emailing_id = int(cur.fetchone()[0])
-            for start, stop, url in links:
+            # the trap link: no person sees or follows it (verdicts' `trap` reason)
+            for start, stop, url in (*links, (TRAP_START, TRAP_START, "")):
                 cur.execute(
                     self.q["link_insert"],
                     {"emailing_id": emailing_id, "start": start, "stop": stop, "url": url},
@@ -173,6 +175,11 @@ class Store:
     def links(self, emailing_id: int) -> list[Link]:
         rows = self.backend.fetch(self.q["emailing_links"], {"emailing_id": emailing_id})
         return [Link(*row) for row in rows]
+
+    def trap_link(self, emailing_id: int) -> Link | None:
+        """The emailing's invisible trap link (none for emailings made before traps)."""
+        row = self._one("emailing_trap", {"emailing_id": emailing_id})
+        return Link(*row) if row else None
 
     def emailings(
         self,
@@ -319,7 +326,9 @@ class Store:
         """
         q = self._where(kind, scope, flt)
         counter = (
-            blocks.Counter(self.backend, kind, scope, flt) if blocks.usable(scope, flt) else None
+            blocks.Counter(self.backend, kind, scope, flt)
+            if blocks.usable(scope, flt, kind)
+            else None
         )
         if counter is not None and not counter.countable():
             counter = None
@@ -364,8 +373,11 @@ class Store:
         q = self._where(kind, scope, flt)
         return self.backend.stream(ev.stream_sql(kind, q), q.args, 0, size)
 
-    def statistics(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, Any]:
-        """Totals and uniques per kind; each unique equals its list's total with unique=true."""
+    def statistics(
+        self, scope: Scope, begin: int | None, end: int | None, bots: str = "include"
+    ) -> dict[str, Any]:
+        """Totals and uniques per kind; each unique equals its list's total with unique=true
+        (and the same `bots`)."""
         q = ev.Query(self.backend.placeholder, self.backend.like)
         q.add("e.account_id = ?", scope.account_id)
         if scope.emailing_id is not None:
@@ -378,12 +390,23 @@ class Store:
             q.add("e.ts <= ?", end)
         counted = None
         if scope.emailing_id is not None and scope.destination_id is None:
-            counted = blocks.statistics(self.backend, scope, begin, end)
+            counted = blocks.statistics(self.backend, scope, begin, end, _VERDICT_KINDS)
         if counted is not None:
-            counts = counted.counts
+            sums = counted.counts
         else:
-            sql = f"SELECT e.kind, count(*), sum(e.first) FROM events e WHERE {q.where} GROUP BY e.kind"
-            counts = {int(k): (int(t), int(u or 0)) for k, t, u in self.backend.fetch(sql, q.args)}
+            sql = (
+                f"SELECT e.kind, {blocks.row_sums(_VERDICT_KINDS)} FROM events e"
+                f" WHERE {q.where} GROUP BY e.kind"
+            )
+            sums = {int(k): blocks.add(None, tuple(r)) for k, *r in self.backend.fetch(sql, q.args)}
+        counts = {}
+        for kind in KINDS.values():
+            total, unique = _pick(kind, bots, sums.get(kind.code, (0, 0, 0, 0, 0)))
+            if unique is None:  # the earliest machine events: counted from rows
+                flt = ev.Filter(begin, end, unique=True, bots=bots)
+                where = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+                unique = int(self.backend.fetch(ev.count_sql(kind, where), where.args)[0][0])
+            counts[kind.name] = (total, unique)
         if counted is not None and counted.retries is not None:
             retries = counted.retries
         else:
@@ -393,10 +416,20 @@ class Store:
             )
             row = self.backend.fetch(retry_sql, q.args)[0]
             retries = (int(row[0]), int(row[1]))
-        return {
-            "counts": {kind.name: counts.get(kind.code, (0, 0)) for kind in KINDS.values()},
-            "retries": retries,
-        }
+        return {"counts": counts, "retries": retries}
+
+    def implied_opens(self, scope: Scope, begin: int | None, end: int | None) -> int:
+        """Destinations with a settled human click in range and no settled human open at
+        all: their images were blocked, the click says they opened it."""
+        c, o = KINDS["clicks"], KINDS["impressions"]
+        flt = ev.Filter(begin, end, bots="exclude")
+        q = ev.where(c, scope, flt, self.backend.placeholder, self.backend.like)
+        sql = (
+            f"SELECT count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
+            f" AND NOT EXISTS (SELECT 1 FROM events o WHERE o.destination_id = e.destination_id"
+            f" AND o.kind = {o.code} AND o.settled = 1 AND o.verdict = 0)"
+        )
+        return int(self.backend.fetch(sql, q.args)[0][0])
 
     def error_reasons(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, int]:
         """How many errors in scope and range have each reason, most first (then by name)."""
@@ -450,6 +483,19 @@ class Store:
         params = {"ids": orjson.dumps(wanted).decode(), "account_id": account_id}
         rows = self.backend.fetch(self.q["destination_emailings"], params)
         return {int(dest): int(emailing) for dest, emailing in rows}
+
+
+_VERDICT_KINDS = ", ".join(str(kind.code) for kind in KINDS.values() if kind.verdicts)
+
+
+def _pick(kind: Kind, bots: str, sums: blocks.Sums) -> tuple[int, int | None]:
+    """(total, unique) of a kind's sums for `bots`; unique None: not counted by flags."""
+    n, firsts, settled, humans, hfirsts = sums
+    if bots == "include" or not kind.verdicts:
+        return (0, 0) if bots == "only" else (n, firsts)
+    if bots == "exclude":
+        return humans, hfirsts
+    return settled - humans, None
 
 
 def _now() -> int:

@@ -23,7 +23,7 @@ from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
 from mailstats.kinds import CLICKS, DELIVERIES, KINDS
-from mailstats.store import queries
+from mailstats.store import queries, verdicts
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import PostgresCapture
 from mailstats.store.derive import Derived
@@ -151,12 +151,42 @@ class PostgresBackend(Backend):
             return 0
         bits = self.block_bits()
         sql, params = _batch(events, bits)
+        stored = _last_id(conn)
         # never prepared: a generic plan, blind to the batch, runs about twice as slow
         row = conn.execute(sql, params, prepare=False).fetchone()
         assert row is not None
         new, unseated_ids, unseated_ts = row
         _unseat(conn, unseated_ids, unseated_ts, bits)
+        self._verdicts(conn, stored)
         return int(new)
+
+    def _verdicts(self, conn: psycopg.Connection[Any], stored: int | None,
+                  now: float | None = None, fresh: str = "{a}.id > %s",
+                  args: Sequence[int] = ()) -> None:  # fmt: skip
+        """The verdict steps (store/verdicts.py) for the events above ID `stored` (None:
+        only those due to settle), inside the caller's transaction."""
+        now = time.time() if now is None else now
+        if stored is None and not args:
+            fresh, args = verdicts.NOTHING, ()
+        elif stored is not None:
+            args = (stored,)
+        verdicts.step(conn, verdicts.POSTGRES, fresh, args, now, self.rules, self.block_bits())
+
+    def settle(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.pool.connection() as conn:
+            if not verdicts.due(conn, verdicts.POSTGRES, now, self.rules):
+                return
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+            self._verdicts(conn, None, now)
+
+    def rescore(self, destinations: Sequence[int], now: float | None = None) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+            verdicts.reset(conn, verdicts.POSTGRES, destinations, self.block_bits())
+            fresh = f"{{a}}.destination_id IN ({', '.join('%s' for _ in destinations)})"
+            self._verdicts(conn, None, now, fresh, destinations)
 
     @property
     def capture(self) -> PostgresCapture:
@@ -166,6 +196,7 @@ class PostgresBackend(Backend):
         """Take the oldest events off the log and store them, in one statement and one
         transaction: a failure anywhere puts them back."""
         if not self.fetch("SELECT 1 FROM capture_log LIMIT 1"):
+            self.settle()  # only verdicts whose window has passed, if any
             return Derived()  # nothing waits: no lock, no transaction
         bits = self.block_bits()
         for _ in range(2):
@@ -181,10 +212,12 @@ class PostgresBackend(Backend):
                     if not self.partitions.cover({int(low), int(high)}):
                         raise _NeedsPartitions({int(low), int(high)})
                     sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
+                    stored = _last_id(conn)
                     row = conn.execute(sql, (limit,), prepare=False).fetchone()
                     assert row is not None
                     new, unseated_ids, unseated_ts, taken, batched, captured = row
                     _unseat(conn, unseated_ids, unseated_ts, bits)
+                    self._verdicts(conn, stored)
                     return Derived(int(taken), int(new), int(taken) - int(batched),
                                    [float(captured)])  # fmt: skip
             except _NeedsPartitions as needs:
@@ -263,6 +296,13 @@ class PostgresBackend(Backend):
         self.pool.close()
 
 
+def _last_id(conn: psycopg.Connection[Any]) -> int:
+    """The highest event ID drawn so far (under EVENTS_LOCK: no one else draws one)."""
+    row = conn.execute("SELECT last_value, is_called FROM events_id_seq").fetchone()
+    assert row is not None
+    return int(row[0]) if row[1] else int(row[0]) - 1
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_dumper(str, _TextBinary)
     conn.adapters.register_dumper(str, _Text)  # the last registered is the default
@@ -293,6 +333,8 @@ _INSERT_TYPES = {
     "emailing_id": "bigint",
     "destination_id": "bigint",
     "link_id": "bigint",
+    "reasons": "integer",
+    "settled": "smallint",
     **{c.name: "bigint" if c.type == "int" else "text" for k in KINDS.values() for c in k.columns},
 }
 _FIRST = INSERT_COLUMNS.index("first")
@@ -315,8 +357,9 @@ def _batch(events: Sequence[Event], bits: int) -> tuple[str, list[list[Any]]]:
 
 
 _LOG_COLUMNS = ("kind", "key", "ts", "account_id", "emailing_id", "destination_id", "link_id",
-                *VALUE_COLUMNS)  # fmt: skip
+                "reasons", "settled", *VALUE_COLUMNS)  # fmt: skip
 _BOUNDS = {c.name: c.max_length for k in KINDS.values() for c in k.columns if c.type != "int"}
+_VERDICT_KINDS = ", ".join(str(k.code) for k in KINDS.values() if k.verdicts)
 # The oldest `limit` rows of the log: their time span.
 _LOG_SPAN = """
 SELECT min(ts), max(ts) FROM (SELECT ts FROM capture_log ORDER BY id LIMIT %s) oldest
@@ -332,7 +375,8 @@ taken AS (
     SELECT t.kind, t.key, t.ts,
         CASE WHEN t.account_id = 0 THEN d.account_id ELSE t.account_id END AS account_id,
         CASE WHEN t.account_id = 0 THEN d.emailing_id ELSE t.emailing_id END AS emailing_id,
-        t.destination_id, t.link_id,
+        t.destination_id, t.link_id, t.reasons,
+        CASE WHEN t.kind IN ({_VERDICT_KINDS}) THEN 0 ELSE 1 END AS settled,
         {", ".join(f"left(t.{n}, {_BOUNDS[n]}) AS {n}" if n in _BOUNDS else f"t.{n}" for n in VALUE_COLUMNS)},
         t.id AS n
     FROM taken t

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from typing import IO
 
-from mailstats.store import queries
+from mailstats.store import queries, verdicts
 from mailstats.store import sqlite_batch as batch
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import SQLiteCapture
@@ -99,7 +99,7 @@ class SQLiteBackend(Backend):
         )
         self.capture  # noqa: B018 - makes the file and its table
         cur.execute("ATTACH DATABASE ? AS cap", (self._capture_path,))
-        for statement in batch.STAGING:
+        for statement in (*batch.STAGING, verdicts.SQLITE_HINTS):
             cur.execute(statement)
         self._staging = True
 
@@ -126,6 +126,7 @@ class SQLiteBackend(Backend):
         cur.execute(batch.REPLAYS)
         low, high, count, stored = cur.execute(batch.SPAN).fetchone()
         if not count:
+            self._verdicts(cur, verdicts.NOTHING, ())
             return 0, dropped
         if high - low + 1 == count:
             cur.execute(batch.IDS_RUN, (stored + 1 - low,))
@@ -136,7 +137,27 @@ class SQLiteBackend(Backend):
         bits = self.block_bits()
         for statement in batch.DERIVE:
             cur.execute(statement.format(bits=bits))
+        self._verdicts(cur, "{a}.id > ?", (stored,))
         return int(cur.execute("SELECT count(*) FROM temp.batch").fetchone()[0]), dropped
+
+    def _verdicts(self, cur: sqlite3.Cursor, fresh: str, args: Sequence[int],
+                  now: float | None = None) -> None:  # fmt: skip
+        """The verdict steps (store/verdicts.py) for the events `fresh` selects."""
+        now = time.time() if now is None else now
+        verdicts.step(cur, verdicts.SQLITE, fresh, args, now, self.rules, self.block_bits())
+
+    def settle(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        if not verdicts.due(self._reader(), verdicts.SQLITE, now, self.rules):
+            return
+        with self._transaction() as cur:
+            self._verdicts(cur, verdicts.NOTHING, (), now)
+
+    def rescore(self, destinations: Sequence[int], now: float | None = None) -> None:
+        with self._transaction() as cur:
+            verdicts.reset(cur, verdicts.SQLITE, destinations, self.block_bits())
+            fresh = f"{{a}}.destination_id IN ({', '.join('?' for _ in destinations)})"
+            self._verdicts(cur, fresh, destinations, now)
 
     @property
     def capture(self) -> SQLiteCapture:
@@ -150,6 +171,7 @@ class SQLiteBackend(Backend):
         are committed, so a crash in between derives them again, and their keys store them
         once. `trim` False leaves them there (to show exactly that)."""
         if not self.capture.waiting():
+            self.settle()  # only verdicts whose window has passed, if any
             return Derived()  # nothing waits: no write transaction either
         with self._transaction() as cur:
             span = cur.execute(

@@ -44,3 +44,29 @@ def device(useragent: str) -> str:
     if os_family in _DESKTOP_OS or os_family.startswith("Windows"):
         return "desktop"
     return "unknown"
+
+
+@functools.lru_cache(maxsize=8192)
+def os_name(useragent: str) -> str:
+    """The operating system's family as ua-parser names it, or `unknown`.
+
+    >>> os_name("Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15")
+    'iOS'
+    """
+    result = ua_parser.parse(useragent) if useragent else None
+    family = result.os.family if result is not None and result.os else ""
+    return family if family and family != "Other" else "unknown"
+
+
+@functools.lru_cache(maxsize=8192)
+def client(useragent: str) -> str:
+    """The browser or mail client's family as ua-parser names it, or `unknown`.
+
+    >>> client("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
+    'Firefox'
+    """
+    if "Microsoft Outlook" in useragent or "MSOffice" in useragent:
+        return "Outlook"
+    result = ua_parser.parse(useragent) if useragent else None
+    family = result.user_agent.family if result is not None and result.user_agent else ""
+    return family if family and family != "Other" else "unknown"

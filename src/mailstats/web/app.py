@@ -79,7 +79,10 @@ class App:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.owns_store = store is None
         self.store = store or open_store(
-            settings.db, pool_size=settings.pool_size, block_bits=settings.block_bits
+            settings.db,
+            pool_size=settings.pool_size,
+            block_bits=settings.block_bits,
+            rules=settings.verdict_rules(),
         )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         self.indexer = Indexer(self.store.backend)

@@ -15,7 +15,7 @@ async def get(request: Request) -> Response:
     st = context.state(request)
     tz = st.zone(account.timezone)
     query = context.query(request)
-    bounds = []
+    bounds: list[int | None] = []
     for name in ("begintime", "endtime"):
         raw = params.scalar(query, name)
         upper = name == "endtime"
@@ -23,13 +23,18 @@ async def get(request: Request) -> Response:
     scope = context.scope(request, account.id)
 
     extended = params.extended(query)
+    bots = params.bots(query)
+    # implied opens: shown once the reader asks for more than Copernica's numbers
+    implied = extended or bots != "include"
 
-    def load() -> tuple[int, dict[str, Any], dict[str, int]]:
+    def load() -> tuple[int, dict[str, Any], dict[str, int], int]:
         st.store.check_scope(scope)
         reasons = st.store.error_reasons(scope, *bounds) if extended else {}
-        return st.store.destination_count(scope), st.store.statistics(scope, *bounds), reasons
+        opens = st.store.implied_opens(scope, *bounds) if implied else 0
+        stats = st.store.statistics(scope, bounds[0], bounds[1], bots)
+        return st.store.destination_count(scope), stats, reasons, opens
 
-    destinations, stats, reasons = await context.run(load)
+    destinations, stats, reasons, opens = await context.run(load)
     counts = stats["counts"]
 
     def pair(name: str) -> dict[str, int]:
@@ -44,7 +49,9 @@ async def get(request: Request) -> Response:
             "clicks": pair("clicks"),
             "deliveries": {"total": counts["deliveries"][0]},
             "errors": {**pair("errors"), "reasons": reasons} if extended else pair("errors"),
-            "impressions": pair("impressions"),
+            "impressions": {**pair("impressions"), "implied": opens}
+            if implied
+            else pair("impressions"),
             "retries": {"total": retries_total, "unique": retries_unique},
             "unsubscribes": pair("unsubscribes"),
         }

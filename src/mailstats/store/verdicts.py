@@ -1,0 +1,235 @@
+"""Verdicts in the derive step: machine reasons of new clicks and opens, then settling.
+
+Runs inside the derive transaction, right after a batch's events are inserted, as three
+separate steps over the stored rows (a later step, such as one that trims addresses, can
+follow them in the same transaction):
+
+1. `mark`: what each new event shows on its own, address and user agent (Python, once per
+   distinct pair; the rows are updated set-based);
+2. `examine`: what the events of one message show together (too soon after the delivery or
+   the sending, a burst of links, the trap link), for every unsettled event of a message
+   that got new events and every event whose window has passed; evidence that arrives late
+   (the rest of a burst, a delivery report) counts until then;
+3. `settle`: events whose window has passed become settled; their counters (`settled`,
+   `humans`, `hfirsts` in event_blocks) and the earliest human event of each pair
+   (`hfirst`, the `human_firsts` table) follow.
+
+Only settled events are shown by `bots=exclude` and `bots=only` (events.HUMAN_SETTLED).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mailstats import verdicts as v
+from mailstats.kinds import CLICKS, DELIVERIES, KINDS
+
+_KINDS = ", ".join(str(kind.code) for kind in KINDS.values() if kind.verdicts)
+_GROUP = "kind, destination_id, link_id"
+# The trap link's place in its template: none (-2; the relay's own links have -1).
+TRAP_START = -2
+
+
+class _Executes(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs: the placeholder, and how a list of hints reaches an UPDATE."""
+
+    name: str  # "sqlite" or "postgres"
+    mark: str
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", self.mark)
+
+
+SQLITE = Dialect("sqlite", "?")
+POSTGRES = Dialect("postgres", "%s")
+
+# SQLite keeps the hints of a batch in a temporary table (made with the staging tables).
+SQLITE_HINTS = (
+    "CREATE TEMP TABLE IF NOT EXISTS hints (k INTEGER, ip TEXT, ua TEXT, r INTEGER,"
+    " v INTEGER, PRIMARY KEY (k, ip, ua))"
+)
+
+
+def mark(cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], rules: v.Rules) -> None:
+    """Reasons and verdicts from each new event's address and user agent.
+
+    `fresh` selects the new events as a condition on alias `{a}` (such as `{a}.id > ?`).
+    """
+    pairs = cur.execute(
+        d.sql(f"SELECT DISTINCT f.kind, f.ip, f.useragent FROM events f WHERE {fresh.format(a='f')}"
+              f" AND f.kind IN ({_KINDS})"), list(args),
+    ).fetchall()  # fmt: skip
+    hints = []
+    for kind, ip, ua in pairs:
+        reasons, verdict = rules.classify(kind == CLICKS.code, ip, ua)
+        if reasons:
+            hints.append((int(kind), ip or "", ua or "", reasons, verdict))
+    if not hints:
+        return
+    where = fresh.format(a="e")
+    match = "e.kind = h.k AND coalesce(e.ip, '') = h.ip AND coalesce(e.useragent, '') = h.ua"
+    if d.name == "sqlite":
+        cur.execute("DELETE FROM temp.hints")
+        for hint in hints:
+            cur.execute("INSERT OR IGNORE INTO temp.hints VALUES (?, ?, ?, ?, ?)", hint)
+        cur.execute(
+            "UPDATE events AS e SET reasons = e.reasons | h.r, verdict = h.v"
+            f" FROM temp.hints h WHERE {where} AND {match}",
+            list(args),
+        )
+        return
+    columns = list(zip(*hints, strict=True))
+    cur.execute(
+        "UPDATE events e SET reasons = e.reasons | h.r, verdict = h.v FROM"
+        " unnest(%s::smallint[], %s::text[], %s::text[], %s::int[], %s::smallint[])"
+        f" AS h(k, ip, ua, r, v) WHERE {d.sql(where)} AND {match}",
+        [*(list(c) for c in columns), *args],
+    )
+
+
+def examine(
+    cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], due: int, rules: v.Rules
+) -> None:
+    """Reasons that come from the other events of the message, for the unsettled events of
+    the messages with new events and for those due to settle (ts <= due)."""
+    examined = (
+        f"e.settled <> 1 AND e.settled = 0 AND (e.destination_id IN"
+        f" (SELECT f.destination_id FROM events f WHERE {fresh.format(a='f')}) OR e.ts <= ?)"
+    )
+    b, soon = rules.burst_seconds, rules.too_soon
+    too_soon = (
+        "e.ts < coalesce((SELECT s.created_at FROM destinations s WHERE s.id = e.destination_id),"
+        " 0) + ? OR EXISTS (SELECT 1 FROM events y WHERE y.destination_id = e.destination_id"
+        f" AND y.kind = {DELIVERIES.code} AND e.ts < y.ts + ?)"
+    )
+    burst = (
+        f"e.kind = {CLICKS.code} AND (SELECT count(DISTINCT x.link_id) FROM events x"
+        f" WHERE x.destination_id = e.destination_id AND x.kind = {CLICKS.code}"
+        " AND x.ts >= e.ts - ? AND x.ts <= e.ts + ?) >= ?"
+    )
+    # the trap link itself, the rest of its burst, and what the same address did after it
+    trap = (
+        f"EXISTS (SELECT 1 FROM events t JOIN links l ON l.id = t.link_id AND l.start = {TRAP_START}"
+        f" WHERE t.destination_id = e.destination_id AND t.kind = {CLICKS.code}"
+        " AND ((t.ts >= e.ts - ? AND t.ts <= e.ts + ?)"
+        " OR (t.ip = e.ip AND t.ts <= e.ts AND e.ts <= t.ts + ?)))"
+    )
+    cur.execute(
+        d.sql(
+            "UPDATE events AS e SET reasons = e.reasons"
+            f" | CASE WHEN {too_soon} THEN {v.TOO_SOON} ELSE 0 END"
+            f" | CASE WHEN {burst} THEN {v.BURST} ELSE 0 END"
+            f" | CASE WHEN {trap} THEN {v.TRAP} ELSE 0 END"
+            f" WHERE {examined}"
+        ),
+        [soon, soon, b, b, rules.burst_links, b, b, rules.window, *args, due],
+    )
+    # a reason and no class from the lists: a scanner's click, a prefetching proxy's open
+    cur.execute(
+        d.sql(
+            f"UPDATE events AS e SET verdict = CASE WHEN e.kind = {CLICKS.code}"
+            f" THEN {v.SCANNER} ELSE {v.PREFETCH} END"
+            f" WHERE {examined} AND e.verdict = 0 AND e.reasons <> 0"
+        ),
+        [*args, due],
+    )
+
+
+def settle(cur: _Executes, d: Dialect, due: int, bits: int) -> None:
+    """Settle the examined events whose window has passed (ts <= due): their `hfirst`
+    flags and the counters of their blocks follow. Marked 2 while this runs."""
+    settling = "settled <> 1 AND settled = 2"
+    cur.execute(d.sql("UPDATE events SET settled = 2 WHERE settled <> 1 AND settled = 0"
+                      " AND ts <= ?"), [due])  # fmt: skip
+    cur.execute("DELETE FROM settling")
+    # the earliest settling human event of each pair, where it is earlier than the held one
+    cur.execute(f"""
+        INSERT INTO settling ({_GROUP}, event_id, ts, held_id, held_ts)
+        SELECT b.kind, b.destination_id, b.link_id, b.id, b.ts, h.event_id, h.ts
+        FROM (SELECT {_GROUP}, id, ts,
+                     row_number() OVER (PARTITION BY {_GROUP} ORDER BY ts, id) AS k
+              FROM events WHERE {settling} AND verdict = 0) b
+        LEFT JOIN human_firsts h ON h.kind = b.kind AND h.destination_id = b.destination_id
+            AND h.link_id = b.link_id
+        WHERE b.k = 1 AND (h.event_id IS NULL OR b.ts < h.ts
+            OR (b.ts = h.ts AND b.id < h.event_id))""")
+    upsert = "ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET"
+    cur.execute(f"""
+        INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id, n, firsts,
+            min_ts, max_ts, hfirsts)
+        SELECT e.account_id, e.kind, e.id >> {bits}, e.emailing_id, 0, 0, min(e.ts),
+            max(e.ts), -count(*)
+        FROM events e JOIN settling s ON e.id = s.held_id AND e.ts = s.held_ts
+        GROUP BY e.account_id, e.kind, e.id >> {bits}, e.emailing_id
+        {upsert} hfirsts = t.hfirsts + excluded.hfirsts""")
+    cur.execute("UPDATE events SET hfirst = 0 WHERE (id, ts) IN"
+                " (SELECT held_id, held_ts FROM settling WHERE held_id IS NOT NULL)")  # fmt: skip
+    cur.execute(f"UPDATE events SET hfirst = 1 WHERE {settling}"
+                " AND id IN (SELECT event_id FROM settling)")  # fmt: skip
+    cur.execute(f"""
+        INSERT INTO human_firsts ({_GROUP}, event_id, ts)
+        SELECT {_GROUP}, event_id, ts FROM settling WHERE true
+        ON CONFLICT ({_GROUP}) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts""")
+    cur.execute(f"""
+        INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id, n, firsts,
+            min_ts, max_ts, settled, humans, hfirsts)
+        SELECT account_id, kind, id >> {bits}, emailing_id, 0, 0, min(ts), max(ts), count(*),
+            sum(CASE WHEN verdict = 0 THEN 1 ELSE 0 END), sum(hfirst)
+        FROM events WHERE {settling}
+        GROUP BY account_id, kind, id >> {bits}, emailing_id
+        {upsert} settled = t.settled + excluded.settled, humans = t.humans + excluded.humans,
+            hfirsts = t.hfirsts + excluded.hfirsts""")
+    cur.execute(f"UPDATE events SET settled = 1 WHERE {settling}")
+
+
+def step(cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], now: float,
+         rules: v.Rules, bits: int) -> None:  # fmt: skip
+    """The three steps for the events that `fresh` (on alias `{a}`) selects."""
+    due = int(now) - rules.window
+    mark(cur, d, fresh, args, rules)
+    examine(cur, d, fresh, args, due, rules)
+    settle(cur, d, due, bits)
+
+
+def due(cur: _Executes, d: Dialect, now: float, rules: v.Rules) -> bool:
+    """Whether any event waits to be settled (cheap: a partial index)."""
+    rows = cur.execute(
+        d.sql("SELECT 1 FROM events WHERE settled <> 1 AND ts <= ? LIMIT 1"),
+        [int(now) - rules.window],
+    ).fetchall()
+    return bool(rows)
+
+
+# Nothing new: only the due events are examined and settled.
+NOTHING = "1 = 0"
+
+
+def reset(cur: _Executes, d: Dialect, destinations: Sequence[int], bits: int) -> None:
+    """Forget the verdicts of these destinations' clicks and opens (for `rescore`): their
+    counters are taken back and they are unsettled, all but what capture knew (HEAD)."""
+    among = f"destination_id IN ({', '.join('?' for _ in destinations)}) AND kind IN ({_KINDS})"
+    cur.execute(
+        d.sql(f"""
+        INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id, n, firsts,
+            min_ts, max_ts, settled, humans, hfirsts)
+        SELECT account_id, kind, id >> {bits}, emailing_id, 0, 0, min(ts), max(ts), -count(*),
+            -sum(CASE WHEN verdict = 0 THEN 1 ELSE 0 END), -sum(hfirst)
+        FROM events WHERE {among} AND settled = 1
+        GROUP BY account_id, kind, id >> {bits}, emailing_id
+        ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET
+            settled = t.settled + excluded.settled, humans = t.humans + excluded.humans,
+            hfirsts = t.hfirsts + excluded.hfirsts"""),
+        list(destinations),
+    )
+    cur.execute(
+        d.sql(f"UPDATE events SET settled = 0, verdict = 0, reasons = reasons & {v.HEAD},"
+              f" hfirst = 0 WHERE {among}"), list(destinations),
+    )  # fmt: skip
+    cur.execute(d.sql(f"DELETE FROM human_firsts WHERE {among}"), list(destinations))
