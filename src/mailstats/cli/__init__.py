@@ -12,6 +12,7 @@ from mailstats.cli import (
     ingest,
     maillog,
     relay,
+    rescore,
     serve,
     stats,
     suppressions,
@@ -40,6 +41,7 @@ cli.add_command(relay.relay)
 cli.add_command(suppressions.suppressions)
 cli.add_command(users.user)
 cli.add_command(stats.stats)
+cli.add_command(rescore.rescore)
 
 
 def main() -> None:

@@ -418,6 +418,28 @@ class Store:
             retries = (int(row[0]), int(row[1]))
         return {"counts": counts, "retries": retries}
 
+    def rescore_destinations(self, account_id: int, since: int | None = None) -> list[int]:
+        """The account's destinations with clicks or opens (since `since`), in ID order:
+        what `rescore` goes through."""
+        q = ev.Query(self.backend.placeholder, self.backend.like)
+        q.add("e.account_id = ?", account_id)
+        q.add(f"e.kind IN ({_VERDICT_KINDS})")
+        if since is not None:
+            q.add("e.ts >= ?", since)
+        sql = f"SELECT DISTINCT e.destination_id FROM events e WHERE {q.where} ORDER BY 1"
+        return [int(row[0]) for row in self.backend.fetch(sql, q.args)]
+
+    def rescore(self, destinations: Sequence[int], now: float | None = None) -> None:
+        """Apply the current rules afresh to every click and open of these destinations, in
+        one transaction; their counters and `unique` flags follow. Verdicts still inside
+        their window are settled by the indexer later, as new ones are."""
+        if destinations:
+            self.backend.rescore(destinations, now)
+
+    def settle(self, now: float | None = None) -> None:
+        """Settle the verdicts whose window has passed by `now` (the indexer does this)."""
+        self.backend.settle(now)
+
     def implied_opens(self, scope: Scope, begin: int | None, end: int | None) -> int:
         """Destinations with a settled human click in range and no settled human open at
         all: their images were blocked, the click says they opened it."""

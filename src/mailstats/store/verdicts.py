@@ -104,10 +104,12 @@ def examine(
         f" (SELECT f.destination_id FROM events f WHERE {fresh.format(a='f')}) OR e.ts <= ?)"
     )
     b, soon = rules.burst_seconds, rules.too_soon
+    # (an event before the sending or the delivery is history imported, or clocks apart)
     too_soon = (
-        "e.ts < coalesce((SELECT s.created_at FROM destinations s WHERE s.id = e.destination_id),"
-        " 0) + ? OR EXISTS (SELECT 1 FROM events y WHERE y.destination_id = e.destination_id"
-        f" AND y.kind = {DELIVERIES.code} AND e.ts < y.ts + ?)"
+        "EXISTS (SELECT 1 FROM destinations s WHERE s.id = e.destination_id"
+        " AND e.ts >= s.created_at AND e.ts < s.created_at + ?)"
+        " OR EXISTS (SELECT 1 FROM events y WHERE y.destination_id = e.destination_id"
+        f" AND y.kind = {DELIVERIES.code} AND e.ts >= y.ts AND e.ts < y.ts + ?)"
     )
     burst = (
         f"e.kind = {CLICKS.code} AND (SELECT count(DISTINCT x.link_id) FROM events x"
