@@ -26,6 +26,7 @@ import memory
 import paging
 import redirect
 import relay
+import verdicts
 from api import Api
 from databases import DATA, Database, database, postgres_available, settle, versions
 from dataset import DataSet, build
@@ -45,7 +46,7 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "dashboard": dashboard.measure,
     "import": imports.measure,
 }
-NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer", "relay")
+NAMES = ("redirect", "lag", *API_STEPS, "memory", "indexer", "relay", "verdicts")
 _T0 = time.monotonic()
 
 
@@ -115,6 +116,8 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
     if run.wants("relay"):  # on a database of its own
         count = 300 if scale.name == "quick" else 2000
         _step(run, backend, "relay", lambda: [relay.measure(backend, count)])
+    if run.wants("verdicts"):  # on a database of its own, from the labelled corpus
+        _step(run, backend, "verdicts", lambda: verdicts.measure(backend))
     if run.profile:
         paths = redirect.write_paths(store, data, scale.tokens)
         summary = profile_redirect(db, paths, scale)
@@ -130,10 +133,22 @@ def _data(run: Run, db: Database, store: Store) -> DataSet:
     return data
 
 
+# Measurements on databases of their own: `--only` these alone builds no data set.
+STANDALONE = {"relay", "verdicts"}
+
+
 def run_backend(run: Run, backend: str) -> None:
     db = database(backend, run.scale.name)
     if backend == "postgres" and (why := postgres_available()):
         log(f"postgres skipped: {why}")
+        return
+    if run.only and run.only <= STANDALONE:
+        DATA.mkdir(parents=True, exist_ok=True)  # for the report
+        if run.wants("relay"):
+            count = 300 if run.scale.name == "quick" else 2000
+            _step(run, backend, "relay", lambda: [relay.measure(backend, count)])
+        if run.wants("verdicts"):
+            _step(run, backend, "verdicts", lambda: verdicts.measure(backend))
         return
     if not (run.reuse and db.meta.exists() and db.exists()):
         db.create()

@@ -136,8 +136,9 @@ class Backend(abc.ABC):
     def transaction(self) -> AbstractContextManager[Cursor]: ...
 
     @abc.abstractmethod
-    def insert_events(self, events: Sequence[Event]) -> int:
-        """Write events in one transaction; return how many were new."""
+    def insert_events(self, events: Sequence[Event], now: float | None = None) -> int:
+        """Write events in one transaction; return how many were new. `now`: the clock the
+        verdicts' window is measured by (the present unless replaying)."""
 
     @property
     @abc.abstractmethod

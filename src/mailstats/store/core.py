@@ -287,9 +287,10 @@ class Store:
 
     # -- events --------------------------------------------------------------------------
 
-    def insert_events(self, events: Sequence[Event]) -> int:
-        """Store events at once (derived in the caller's call); return how many were new."""
-        return self.backend.insert_events(events) if events else 0
+    def insert_events(self, events: Sequence[Event], now: float | None = None) -> int:
+        """Store events at once (derived in the caller's call); return how many were new.
+        `now` is the verdicts' clock, for a replay of past events (the present by default)."""
+        return self.backend.insert_events(events, now) if events else 0
 
     def capture_events(self, events: Sequence[Event]) -> None:
         """Append a batch to the capture log; the indexer derives it a moment later."""

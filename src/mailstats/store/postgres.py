@@ -126,7 +126,7 @@ class PostgresBackend(Backend):
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
 
-    def insert_events(self, events: Sequence[Event]) -> int:
+    def insert_events(self, events: Sequence[Event], now: float | None = None) -> int:
         """Write a batch in one transaction; return how many events were new.
 
         The transaction first takes EVENTS_LOCK, so writers (threads, processes, nodes) commit
@@ -143,9 +143,10 @@ class PostgresBackend(Backend):
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             # BEGIN, lock and insert go out together, then COMMIT: two round trips
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-            return self._insert(conn, events)
+            return self._insert(conn, events, now)
 
-    def _insert(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> int:
+    def _insert(self, conn: psycopg.Connection[Any], events: Sequence[Event],
+                now: float | None = None) -> int:  # fmt: skip
         """The insert itself, inside the caller's transaction, which holds EVENTS_LOCK."""
         if not events:
             return 0
@@ -157,7 +158,7 @@ class PostgresBackend(Backend):
         assert row is not None
         new, unseated_ids, unseated_ts = row
         _unseat(conn, unseated_ids, unseated_ts, bits)
-        self._verdicts(conn, stored)
+        self._verdicts(conn, stored, now)
         return int(new)
 
     def _verdicts(self, conn: psycopg.Connection[Any], stored: int | None,

@@ -103,7 +103,7 @@ class SQLiteBackend(Backend):
             cur.execute(statement)
         self._staging = True
 
-    def insert_events(self, events: Sequence[Event]) -> int:
+    def insert_events(self, events: Sequence[Event], now: float | None = None) -> int:
         """Insert new events with set-based SQL; return how many were new.
 
         In each (kind, destination, link) group the earliest event is `first`, ties going
@@ -117,16 +117,16 @@ class SQLiteBackend(Backend):
         rows = [(n, *event_row(event, 0)) for n, event in enumerate(events)]
         with self._transaction() as cur:
             cur.executemany(self._stage_rows, rows)
-            return self._derive_staged(cur)[0]
+            return self._derive_staged(cur, now)[0]
 
-    def _derive_staged(self, cur: sqlite3.Cursor) -> tuple[int, int]:
+    def _derive_staged(self, cur: sqlite3.Cursor, now: float | None = None) -> tuple[int, int]:
         """Store what is staged; return (events new, hits dropped)."""
         cur.execute(batch.RESOLVE)
         dropped = max(0, cur.execute(batch.DROP).rowcount)
         cur.execute(batch.REPLAYS)
         low, high, count, stored = cur.execute(batch.SPAN).fetchone()
         if not count:
-            self._verdicts(cur, verdicts.NOTHING, ())
+            self._verdicts(cur, verdicts.NOTHING, (), now)
             return 0, dropped
         if high - low + 1 == count:
             cur.execute(batch.IDS_RUN, (stored + 1 - low,))
@@ -137,7 +137,7 @@ class SQLiteBackend(Backend):
         bits = self.block_bits()
         for statement in batch.DERIVE:
             cur.execute(statement.format(bits=bits))
-        self._verdicts(cur, "{a}.id > ?", (stored,))
+        self._verdicts(cur, "{a}.id > ?", (stored,), now)
         return int(cur.execute("SELECT count(*) FROM temp.batch").fetchone()[0]), dropped
 
     def _verdicts(self, cur: sqlite3.Cursor, fresh: str, args: Sequence[int],

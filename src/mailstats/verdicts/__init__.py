@@ -73,7 +73,7 @@ def _lines(text: str) -> list[tuple[str, str]]:
         if not line:
             continue
         name, _, value = line.partition(" ")
-        if name not in _CLASSES or name == "human" or not value.strip():
+        if name not in _CLASSES or not value.strip():
             raise ValueError(f"line {number}: expected 'CLASS VALUE', got {raw!r}")
         out.append((name, value.strip()))
     return out
@@ -128,7 +128,8 @@ class Networks:
 
 
 class Agents:
-    """User agents of known machines: crawlerdetect's list, then the data file's patterns."""
+    """User agents of known machines: the data file's patterns first (`human` ones are
+    people's clients and proxies that crawlerdetect would name), then crawlerdetect's list."""
 
     def __init__(self, text: str) -> None:
         self._patterns = [(re.compile(p, re.IGNORECASE), _CLASSES[n]) for n, p in _lines(text)]
@@ -146,7 +147,7 @@ class Agents:
             return SCANNER  # every browser and mail client sends one
         for pattern, code in self._patterns:
             if pattern.search(useragent):
-                return code
+                return None if code == HUMAN else code
         with self._lock:
             if self._detect.isCrawler(useragent):
                 return CRAWLER

@@ -22,6 +22,8 @@ from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.reports import REASONS
+from mailstats.verdicts import REASONS as VERDICT_REASONS
+from mailstats.verdicts import VERDICTS
 from mailstats.web import openapi_charts, ops
 from mailstats.web.api import (
     charts,
@@ -150,16 +152,27 @@ FIELDS: dict[str, Schema] = {
 }
 
 
+# The fields `extended=true` adds to clicks and opens.
+EXTENDED: dict[str, Schema] = {
+    "verdict": {"type": "string", "enum": list(VERDICTS)},
+    "reasons": {"type": "array", "items": {"type": "string", "enum": list(VERDICT_REASONS)}},
+}
+
+
 def _named(*names: str) -> Schema:
     return _object({name: FIELDS.get(name, TEXT) for name in names})
 
 
 def item(kind: Kind) -> Schema:
-    """One item of a statistics list, its fields in API order."""
-    columns = {c.name: c for c in kind.columns}
-    return _object(
-        {f: _column(kind, columns[f]) if f in columns else FIELDS.get(f, TEXT) for f in kind.fields}
-    )
+    """One item of a statistics list, its fields in API order; those of `extended=true`
+    (kinds.EXTRAS, an error's reason) may follow."""
+    shown = kind.extended()
+    columns = {c.name: c for c in shown.columns}
+    properties = {
+        f: _column(shown, columns[f]) if f in columns else EXTENDED.get(f, FIELDS.get(f, TEXT))
+        for f in shown.fields
+    }
+    return _object(properties, required=kind.fields)
 
 
 def reported(kind: Kind) -> Schema:
@@ -213,6 +226,11 @@ EMAILING: Schema = {
     "destinations": COUNT_OUT,
     "type": {"type": "string", "enum": list(emailings.TYPES)},
 }
+# With `bots=exclude`/`only` or `extended=true`: implied opens; with `extended=true`: reasons.
+_STATISTICS_EXTRA: dict[str, Schema] = {
+    "impressions": {"implied": TALLY},
+    "errors": {"reasons": {"type": "object", "additionalProperties": TALLY}},
+}
 STATISTICS = ("abuses", "clicks", "deliveries", "errors", "impressions", "retries", "unsubscribes")
 SCHEMAS: dict[str, Schema] = {
     "Error": _object({"error": _object({"message": TEXT})}),
@@ -232,7 +250,12 @@ SCHEMAS: dict[str, Schema] = {
     "Statistics": _object(
         {"destinations": COUNT_OUT}
         | {
-            n: _object({"total": TALLY} | ({} if n == "deliveries" else {"unique": TALLY}))
+            n: _object(
+                {"total": TALLY}
+                | ({} if n == "deliveries" else {"unique": TALLY})
+                | _STATISTICS_EXTRA.get(n, {}),
+                required=["total"] if n == "deliveries" else ["total", "unique"],
+            )
             for n in STATISTICS
         }
     ),
@@ -289,6 +312,18 @@ PARAMETERS: dict[str, Schema] = {
     "begintime": _query("begintime", TIME_IN, "Inclusive lower bound, in the account's zone."),
     "endtime": _query("endtime", TIME_IN, "Inclusive upper bound, in the account's zone."),
     "unique": _query("unique", FLAG, "The earliest event per destination (clicks: and link) only."),
+    "bots": _query(
+        "bots",
+        {"type": "string", "enum": ["include", "exclude", "only"]},
+        "Machine clicks and opens: `include` (default, every event), `exclude` (settled human"
+        " events only; `unique`: the earliest human one) or `only` (settled machine events).",
+    ),
+    "extended": _query(
+        "extended",
+        {"type": "string", "enum": ["true", "false", "yes", "no", "1", "0"]},
+        "Add mailstats' own fields: verdict, reasons, device, os, client (clicks and opens),"
+        " reason (errors); in statistics, implied opens and error reasons.",
+    ),
     "format": _query(
         "format",
         {"type": "string", "enum": ["ndjson", "csv"]},
@@ -412,7 +447,8 @@ def _list_events(path: str, method: str) -> Iterator[tuple[str, Schema]]:
         ok["200"]["content"]["application/x-ndjson"] = {"schema": TEXT}  # format=ndjson
         ok["200"]["content"]["text/csv"] = {"schema": TEXT}  # format=csv: header row, items
         params = [*PAGING, *BOUNDS, ref("parameters", "unique"), _fields(kind)]
-        params.append(ref("parameters", "format"))
+        params += [ref("parameters", "format"), ref("parameters", "bots")]
+        params.append(ref("parameters", "extended"))
         yield here, _operation(method, here, f"List {name}, oldest first", ok, params)
 
 
@@ -536,7 +572,9 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
     destinations.body: _body,
     destinations.headers: _one("Headers the sender adds", _ok(JSON, ref("schemas", "Headers"))),
     statistics.get: _one(
-        "Totals and uniques per kind", _ok(JSON, ref("schemas", "Statistics")), BOUNDS
+        "Totals and uniques per kind",
+        _ok(JSON, ref("schemas", "Statistics")),
+        [*BOUNDS, ref("parameters", "bots"), ref("parameters", "extended")],
     ),
     suppressions.list_all: _one(
         "The suppression list: addresses the relay refuses",
