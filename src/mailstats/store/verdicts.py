@@ -8,8 +8,8 @@ follow them in the same transaction):
    distinct pair; the rows are updated set-based);
 2. `examine`: what the events of one message show together (too soon after the delivery or
    the sending, a burst of links, the trap link), for every unsettled event of a message
-   that got new events and every event whose window has passed; evidence that arrives late
-   (the rest of a burst, a delivery report) counts until then;
+   that got new events; evidence that arrives late (the rest of a burst, a delivery
+   report) comes with a new event, so it counts until the event settles;
 3. `settle`: events whose window has passed become settled; their counters (`settled`,
    `humans`, `hfirsts` in event_blocks) and the earliest human event of each pair
    (`hfirst`, the `human_firsts` table) follow.
@@ -94,62 +94,66 @@ def mark(cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], rules: v.R
     )
 
 
-def examine(
-    cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], due: int, rules: v.Rules
-) -> None:
-    """Reasons that come from the other events of the message, for the unsettled events of
-    the messages with new events and for those due to settle (ts <= due)."""
+def examine(cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], rules: v.Rules) -> None:
+    """Reasons that come from the other events of the message, for every unsettled event of
+    a message with new events (new ones included). Evidence can only come with new events,
+    so an event is looked at again whenever its message gets one, until it settles."""
     examined = (
-        f"e.settled <> 1 AND e.settled = 0 AND (e.destination_id IN"
-        f" (SELECT f.destination_id FROM events f WHERE {fresh.format(a='f')}) OR e.ts <= ?)"
+        f"x.settled <> 1 AND x.settled = 0 AND x.destination_id IN"
+        f" (SELECT f.destination_id FROM events f WHERE {fresh.format(a='f')})"
     )
     b, soon = rules.burst_seconds, rules.too_soon
     # (an event before the sending or the delivery is history imported, or clocks apart)
     too_soon = (
-        "EXISTS (SELECT 1 FROM destinations s WHERE s.id = e.destination_id"
-        " AND e.ts >= s.created_at AND e.ts < s.created_at + ?)"
-        " OR EXISTS (SELECT 1 FROM events y WHERE y.destination_id = e.destination_id"
-        f" AND y.kind = {DELIVERIES.code} AND e.ts >= y.ts AND e.ts < y.ts + ?)"
+        "EXISTS (SELECT 1 FROM destinations s WHERE s.id = x.destination_id"
+        " AND x.ts >= s.created_at AND x.ts < s.created_at + ?)"
+        " OR EXISTS (SELECT 1 FROM events y WHERE y.destination_id = x.destination_id"
+        f" AND y.kind = {DELIVERIES.code} AND y.ts <= x.ts AND y.ts > x.ts - ?)"
     )
     burst = (
-        f"e.kind = {CLICKS.code} AND (SELECT count(DISTINCT x.link_id) FROM events x"
-        f" WHERE x.destination_id = e.destination_id AND x.kind = {CLICKS.code}"
-        " AND x.ts >= e.ts - ? AND x.ts <= e.ts + ?) >= ?"
+        f"x.kind = {CLICKS.code} AND (SELECT count(DISTINCT o.link_id) FROM events o"
+        f" WHERE o.destination_id = x.destination_id AND o.kind = {CLICKS.code}"
+        " AND o.ts >= x.ts - ? AND o.ts <= x.ts + ?) >= ?"
     )
+    if rules.burst_links == 2:  # the default: another link near it is enough (cheaper)
+        burst = (
+            f"x.kind = {CLICKS.code} AND EXISTS (SELECT 1 FROM events o"
+            f" WHERE o.destination_id = x.destination_id AND o.kind = {CLICKS.code}"
+            " AND o.link_id <> x.link_id AND o.ts >= x.ts - ? AND o.ts <= x.ts + ? AND 2 >= ?)"
+        )
     # the trap link itself, the rest of its burst, and what the same address did after it
     trap = (
         f"EXISTS (SELECT 1 FROM events t JOIN links l ON l.id = t.link_id AND l.start = {TRAP_START}"
-        f" WHERE t.destination_id = e.destination_id AND t.kind = {CLICKS.code}"
-        " AND ((t.ts >= e.ts - ? AND t.ts <= e.ts + ?)"
-        " OR (t.ip = e.ip AND t.ts <= e.ts AND e.ts <= t.ts + ?)))"
+        f" WHERE t.destination_id = x.destination_id AND t.kind = {CLICKS.code}"
+        " AND t.ts >= x.ts - ? AND t.ts <= x.ts + ?"  # (bounds on ts: partitions pruned)
+        " AND (t.ts >= x.ts - ? OR (t.ip = x.ip AND t.ts <= x.ts)))"
     )
+    found = (
+        f"SELECT x.id, x.ts, CASE WHEN {too_soon} THEN {v.TOO_SOON} ELSE 0 END"
+        f" | CASE WHEN {burst} THEN {v.BURST} ELSE 0 END"
+        f" | CASE WHEN {trap} THEN {v.TRAP} ELSE 0 END AS bits"
+        f" FROM events x WHERE {examined}"
+    )
+    reasons = "(e.reasons | r.bits)"
+    # a reason and no class from the lists: a scanner's click, a prefetching proxy's open;
+    # rows whose reasons and verdict stay as they are are not written
     cur.execute(
         d.sql(
-            "UPDATE events AS e SET reasons = e.reasons"
-            f" | CASE WHEN {too_soon} THEN {v.TOO_SOON} ELSE 0 END"
-            f" | CASE WHEN {burst} THEN {v.BURST} ELSE 0 END"
-            f" | CASE WHEN {trap} THEN {v.TRAP} ELSE 0 END"
-            f" WHERE {examined}"
+            f"WITH r AS MATERIALIZED ({found})"  # the reasons found once per event
+            f" UPDATE events AS e SET reasons = {reasons}, verdict = CASE"
+            f" WHEN e.verdict <> 0 OR {reasons} = 0 THEN e.verdict"
+            f" WHEN e.kind = {CLICKS.code} THEN {v.SCANNER} ELSE {v.PREFETCH} END"
+            f" FROM r WHERE e.id = r.id AND e.ts = r.ts"
+            f" AND ({reasons} <> e.reasons OR (e.verdict = 0 AND {reasons} <> 0))"
         ),
-        [soon, soon, b, b, rules.burst_links, b, b, rules.window, *args, due],
-    )
-    # a reason and no class from the lists: a scanner's click, a prefetching proxy's open
-    cur.execute(
-        d.sql(
-            f"UPDATE events AS e SET verdict = CASE WHEN e.kind = {CLICKS.code}"
-            f" THEN {v.SCANNER} ELSE {v.PREFETCH} END"
-            f" WHERE {examined} AND e.verdict = 0 AND e.reasons <> 0"
-        ),
-        [*args, due],
+        [soon, soon, b, b, rules.burst_links, max(b, rules.window), b, b, *args],
     )
 
 
 def settle(cur: _Executes, d: Dialect, due: int, bits: int) -> None:
-    """Settle the examined events whose window has passed (ts <= due): their `hfirst`
-    flags and the counters of their blocks follow. Marked 2 while this runs."""
-    settling = "settled <> 1 AND settled = 2"
-    cur.execute(d.sql("UPDATE events SET settled = 2 WHERE settled <> 1 AND settled = 0"
-                      " AND ts <= ?"), [due])  # fmt: skip
+    """Settle the events whose window has passed (ts <= due): their `hfirst` flags and the
+    counters of their blocks follow."""
+    settling = f"settled <> 1 AND settled = 0 AND ts <= {int(due)}"
     cur.execute("DELETE FROM settling")
     # the earliest settling human event of each pair, where it is earlier than the held one
     cur.execute(f"""
@@ -163,6 +167,7 @@ def settle(cur: _Executes, d: Dialect, due: int, bits: int) -> None:
         WHERE b.k = 1 AND (h.event_id IS NULL OR b.ts < h.ts
             OR (b.ts = h.ts AND b.id < h.event_id))""")
     upsert = "ON CONFLICT (account_id, kind, block, emailing_id) DO UPDATE SET"
+    won = "CASE WHEN id IN (SELECT event_id FROM settling) THEN 1 ELSE 0 END"
     cur.execute(f"""
         INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id, n, firsts,
             min_ts, max_ts, hfirsts)
@@ -172,9 +177,8 @@ def settle(cur: _Executes, d: Dialect, due: int, bits: int) -> None:
         GROUP BY e.account_id, e.kind, e.id >> {bits}, e.emailing_id
         {upsert} hfirsts = t.hfirsts + excluded.hfirsts""")
     cur.execute("UPDATE events SET hfirst = 0 WHERE (id, ts) IN"
-                " (SELECT held_id, held_ts FROM settling WHERE held_id IS NOT NULL)")  # fmt: skip
-    cur.execute(f"UPDATE events SET hfirst = 1 WHERE {settling}"
-                " AND id IN (SELECT event_id FROM settling)")  # fmt: skip
+                " (SELECT held_id, held_ts FROM settling WHERE held_id IS NOT NULL)"
+                " AND hfirst = 1")  # fmt: skip
     cur.execute(f"""
         INSERT INTO human_firsts ({_GROUP}, event_id, ts)
         SELECT {_GROUP}, event_id, ts FROM settling WHERE true
@@ -183,12 +187,13 @@ def settle(cur: _Executes, d: Dialect, due: int, bits: int) -> None:
         INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id, n, firsts,
             min_ts, max_ts, settled, humans, hfirsts)
         SELECT account_id, kind, id >> {bits}, emailing_id, 0, 0, min(ts), max(ts), count(*),
-            sum(CASE WHEN verdict = 0 THEN 1 ELSE 0 END), sum(hfirst)
+            sum(CASE WHEN verdict = 0 THEN 1 ELSE 0 END), sum({won})
         FROM events WHERE {settling}
         GROUP BY account_id, kind, id >> {bits}, emailing_id
         {upsert} settled = t.settled + excluded.settled, humans = t.humans + excluded.humans,
             hfirsts = t.hfirsts + excluded.hfirsts""")
-    cur.execute(f"UPDATE events SET settled = 1 WHERE {settling}")
+    # one write per event: settled, and the new earliest human ones flagged
+    cur.execute(f"UPDATE events SET settled = 1, hfirst = {won} WHERE {settling}")
 
 
 def step(cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], now: float,
@@ -196,7 +201,8 @@ def step(cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], now: float
     """The three steps for the events that `fresh` (on alias `{a}`) selects."""
     due = int(now) - rules.window
     mark(cur, d, fresh, args, rules)
-    examine(cur, d, fresh, args, due, rules)
+    if fresh != NOTHING:
+        examine(cur, d, fresh, args, rules)
     settle(cur, d, due, bits)
 
 
