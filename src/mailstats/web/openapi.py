@@ -226,7 +226,7 @@ EMAILING: Schema = {
     "destinations": COUNT_OUT,
     "type": {"type": "string", "enum": list(emailings.TYPES)},
 }
-# With `bots=exclude`/`only` or `extended=true`: implied opens; with `extended=true`: reasons.
+# With `extended=true`: implied opens and the errors' reasons.
 _STATISTICS_EXTRA: dict[str, Schema] = {
     "impressions": {"implied": TALLY},
     "errors": {"reasons": {"type": "object", "additionalProperties": TALLY}},

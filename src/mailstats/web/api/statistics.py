@@ -24,8 +24,8 @@ async def get(request: Request) -> Response:
 
     extended = params.extended(query)
     bots = params.bots(query)
-    # implied opens: shown once the reader asks for more than Copernica's numbers
-    implied = extended or bots != "include"
+    # implied opens count rows: only asked for with mailstats' own fields (extended=true)
+    implied = extended
 
     def load() -> tuple[int, dict[str, Any], dict[str, int], int]:
         st.store.check_scope(scope)
