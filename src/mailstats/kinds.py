@@ -57,8 +57,14 @@ class Kind:
             )
         )
         shown = (c.name for c in self.columns if not c.extended)
-        extras = (x.name for x in self.extras) if self.show_extras else ()
+        extras = (x.name for x in self.shown_extras) if self.show_extras else ()
         return (*head, *shown, "destination", "profile", "subprofile", *extras)
+
+    @property
+    def shown_extras(self) -> tuple[Extra, ...]:
+        """The extras, but for those a stored column of the same name already gives."""
+        columns = {c.name for c in self.columns}
+        return tuple(x for x in self.extras if x.name not in columns)
 
     def extended(self) -> Kind:
         """The same kind with its extended columns and extras shown (`extended=true`)."""
@@ -118,7 +124,7 @@ FieldType = Literal["id", "time", "text"]
 def filterable(kind: Kind) -> dict[str, FieldType]:
     """The fields a `fields[]` expression may name on this kind, with their value types."""
     types: dict[str, FieldType] = {}
-    extras = {x.name for x in kind.extras}
+    extras = {x.name for x in kind.shown_extras}
     for name in kind.fields:
         if name in extras:
             continue

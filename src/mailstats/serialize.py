@@ -12,7 +12,7 @@ import orjson
 
 from mailstats.kinds import EXTRAS, Kind
 from mailstats.timefmt import format_time
-from mailstats.tracking.devices import client, device, os_name
+from mailstats.tracking.devices import client_name, device, os_name
 from mailstats.verdicts import VERDICTS, reason_names
 
 Item = dict[str, Any]
@@ -36,7 +36,7 @@ EXTRA_VALUES: dict[str, Callable[[Any], Any]] = {
     "reasons": _reasons,
     "device": _agent(device),
     "os": _agent(os_name),
-    "client": _agent(client),
+    "client": _agent(client_name),
 }
 assert {x.name for extras in EXTRAS.values() for x in extras} <= set(EXTRA_VALUES)
 
@@ -58,7 +58,7 @@ def item_maker(
     """
     convert: list[Callable[[Any], Any]] = []
     types = {c.name: c.type for c in kind.columns}
-    extras = {x.name for x in kind.extras} if kind.show_extras else set()
+    extras = {x.name for x in kind.shown_extras} if kind.show_extras else set()
     for name in kind.fields:
         if name in extras:
             convert.append(EXTRA_VALUES[name])

@@ -103,7 +103,7 @@ def select_expressions(kind: Kind) -> dict[str, str]:
         "profile": "d.profile",
         "subprofile": "d.subprofile",
     }
-    known.update({x.name: f"e.{x.source}" for x in kind.extras})
+    known.update({x.name: f"e.{x.source}" for x in kind.shown_extras})
     return {name: known.get(name, f"e.{name}") for name in kind.fields}
 
 

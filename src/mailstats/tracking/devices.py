@@ -59,10 +59,10 @@ def os_name(useragent: str) -> str:
 
 
 @functools.lru_cache(maxsize=8192)
-def client(useragent: str) -> str:
+def client_name(useragent: str) -> str:
     """The browser or mail client's family as ua-parser names it, or `unknown`.
 
-    >>> client("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
+    >>> client_name("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0")
     'Firefox'
     """
     if "Microsoft Outlook" in useragent or "MSOffice" in useragent:
