@@ -153,17 +153,20 @@ class PostgresBackend(Backend):
         bits = self.block_bits()
         sql, params = _batch(events, bits)
         stored = _last_id(conn)
+        captured = [(e.key, e.kind.code, e.values[0], e.values[1]) for e in events
+                    if e.kind.verdicts and len(e.values) >= 2]  # fmt: skip
         # never prepared: a generic plan, blind to the batch, runs about twice as slow
         row = conn.execute(sql, params, prepare=False).fetchone()
         assert row is not None
         new, unseated_ids, unseated_ts = row
         _unseat(conn, unseated_ids, unseated_ts, bits)
-        self._verdicts(conn, stored, now)
+        self._verdicts(conn, stored, now, captured=captured)
         return int(new)
 
     def _verdicts(self, conn: psycopg.Connection[Any], stored: int | None,
                   now: float | None = None, fresh: str = "{a}.id > %s",
-                  args: Sequence[int] = ()) -> None:  # fmt: skip
+                  args: Sequence[int] = (),
+                  captured: Sequence[verdicts.Captured] = ()) -> None:  # fmt: skip
         """The verdict steps (store/verdicts.py) for the events above ID `stored` (None:
         only those due to settle), inside the caller's transaction."""
         now = time.time() if now is None else now
@@ -171,7 +174,8 @@ class PostgresBackend(Backend):
             fresh, args = verdicts.NOTHING, ()
         elif stored is not None:
             args = (stored,)
-        verdicts.step(conn, verdicts.POSTGRES, fresh, args, now, self.rules, self.block_bits())
+        verdicts.step(conn, verdicts.POSTGRES, fresh, args, now, self.rules, self.block_bits(),
+                      captured)  # fmt: skip
 
     def settle(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -187,7 +191,8 @@ class PostgresBackend(Backend):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
             verdicts.reset(conn, verdicts.POSTGRES, destinations, self.block_bits())
             fresh = f"{{a}}.destination_id IN ({', '.join('%s' for _ in destinations)})"
-            self._verdicts(conn, None, now, fresh, destinations)
+            stored = conn.execute(verdicts.stored_sql(verdicts.POSTGRES, fresh), destinations)
+            self._verdicts(conn, None, now, fresh, destinations, stored.fetchall())
 
     @property
     def capture(self) -> PostgresCapture:
@@ -214,11 +219,12 @@ class PostgresBackend(Backend):
                         raise _NeedsPartitions({int(low), int(high)})
                     sql = _insert_sql(_LOG_COLUMNS, bits, _LOG_SOURCE)
                     stored = _last_id(conn)
+                    hits = conn.execute(verdicts.POSTGRES_CAPTURED, (limit,)).fetchall()
                     row = conn.execute(sql, (limit,), prepare=False).fetchone()
                     assert row is not None
                     new, unseated_ids, unseated_ts, taken, batched, captured = row
                     _unseat(conn, unseated_ids, unseated_ts, bits)
-                    self._verdicts(conn, stored)
+                    self._verdicts(conn, stored, captured=hits)
                     return Derived(int(taken), int(new), int(taken) - int(batched),
                                    [float(captured)])  # fmt: skip
             except _NeedsPartitions as needs:

@@ -124,6 +124,7 @@ class SQLiteBackend(Backend):
         cur.execute(batch.RESOLVE)
         dropped = max(0, cur.execute(batch.DROP).rowcount)
         cur.execute(batch.REPLAYS)
+        captured = cur.execute(verdicts.SQLITE_CAPTURED).fetchall()  # before any trimming
         low, high, count, stored = cur.execute(batch.SPAN).fetchone()
         if not count:
             self._verdicts(cur, verdicts.NOTHING, (), now)
@@ -137,14 +138,15 @@ class SQLiteBackend(Backend):
         bits = self.block_bits()
         for statement in batch.DERIVE:
             cur.execute(statement.format(bits=bits))
-        self._verdicts(cur, "{a}.id > ?", (stored,), now)
+        self._verdicts(cur, "{a}.id > ?", (stored,), now, captured)
         return int(cur.execute("SELECT count(*) FROM temp.batch").fetchone()[0]), dropped
 
     def _verdicts(self, cur: sqlite3.Cursor, fresh: str, args: Sequence[int],
-                  now: float | None = None) -> None:  # fmt: skip
+                  now: float | None = None, captured: Sequence[verdicts.Captured] = ()) -> None:  # fmt: skip
         """The verdict steps (store/verdicts.py) for the events `fresh` selects."""
         now = time.time() if now is None else now
-        verdicts.step(cur, verdicts.SQLITE, fresh, args, now, self.rules, self.block_bits())
+        verdicts.step(cur, verdicts.SQLITE, fresh, args, now, self.rules, self.block_bits(),
+                      captured)  # fmt: skip
 
     def settle(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -157,7 +159,8 @@ class SQLiteBackend(Backend):
         with self._transaction() as cur:
             verdicts.reset(cur, verdicts.SQLITE, destinations, self.block_bits())
             fresh = f"{{a}}.destination_id IN ({', '.join('?' for _ in destinations)})"
-            self._verdicts(cur, fresh, destinations, now)
+            stored = cur.execute(verdicts.stored_sql(verdicts.SQLITE, fresh), destinations)
+            self._verdicts(cur, fresh, destinations, now, stored.fetchall())
 
     @property
     def capture(self) -> SQLiteCapture:

@@ -4,8 +4,9 @@ Runs inside the derive transaction, right after a batch's events are inserted, a
 separate steps over the stored rows (a later step, such as one that trims addresses, can
 follow them in the same transaction):
 
-1. `mark`: what each new event shows on its own, address and user agent (Python, once per
-   distinct pair; the rows are updated set-based);
+1. `mark`: what each new event shows on its own, address and user agent, from the values
+   as captured (read before any privacy setting trims or drops them; Python, once per
+   distinct pair; the rows are updated set-based by key);
 2. `examine`: what the events of one message show together (too soon after the delivery or
    the sending, a burst of links, the trap link), for every unsettled event of a message
    that got new events; evidence that arrives late (the rest of a burst, a delivery
@@ -51,46 +52,57 @@ SQLITE = Dialect("sqlite", "?")
 POSTGRES = Dialect("postgres", "%s")
 
 # SQLite keeps the hints of a batch in a temporary table (made with the staging tables).
-SQLITE_HINTS = (
-    "CREATE TEMP TABLE IF NOT EXISTS hints (k INTEGER, ip TEXT, ua TEXT, r INTEGER,"
-    " v INTEGER, PRIMARY KEY (k, ip, ua))"
+SQLITE_HINTS = "CREATE TEMP TABLE IF NOT EXISTS hints (key BLOB PRIMARY KEY, r INTEGER, v INTEGER)"
+# The new clicks and opens as captured, for `hints`: read before anything trims an address
+# or drops a user agent (SQLite: from the staged batch).
+SQLITE_CAPTURED = f"SELECT key, kind, ip, useragent FROM temp.batch WHERE kind IN ({_KINDS})"
+# PostgreSQL: the rows of the capture log that the derive statement is about to take.
+POSTGRES_CAPTURED = (
+    "SELECT key, kind, ip, useragent FROM (SELECT key, kind, ip, useragent FROM capture_log"
+    f" ORDER BY id LIMIT %s) oldest WHERE kind IN ({_KINDS})"
 )
 
+Captured = tuple[bytes, int, str | None, str | None]  # key, kind code, ip, user agent
 
-def mark(cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], rules: v.Rules) -> None:
-    """Reasons and verdicts from each new event's address and user agent.
 
-    `fresh` selects the new events as a condition on alias `{a}` (such as `{a}.id > ?`).
-    """
-    pairs = cur.execute(
-        d.sql(f"SELECT DISTINCT f.kind, f.ip, f.useragent FROM events f WHERE {fresh.format(a='f')}"
-              f" AND f.kind IN ({_KINDS})"), list(args),
-    ).fetchall()  # fmt: skip
-    hints = []
-    for kind, ip, ua in pairs:
-        reasons, verdict = rules.classify(kind == CLICKS.code, ip, ua)
-        if reasons:
-            hints.append((int(kind), ip or "", ua or "", reasons, verdict))
-    if not hints:
+def hints(rows: Sequence[Captured], rules: v.Rules) -> list[tuple[bytes, int, int]]:
+    """(key, reasons, verdict) of the events whose address or user agent names a machine,
+    from their values as captured; each distinct address and agent is looked up once."""
+    seen: dict[tuple[int, str | None, str | None], tuple[int, int]] = {}
+    out = []
+    for key, kind, ip, ua in rows:
+        pair = (int(kind), ip, ua)
+        found = seen.get(pair)
+        if found is None:
+            found = seen[pair] = rules.classify(pair[0] == CLICKS.code, ip, ua)
+        if found[0]:
+            out.append((bytes(key), *found))
+    return out
+
+
+def mark(cur: _Executes, d: Dialect, found: Sequence[tuple[bytes, int, int]], fresh: str,
+         args: Sequence[Any]) -> None:  # fmt: skip
+    """Reasons and verdicts from each new event's address and user agent (`hints`), set on
+    the stored events `fresh` selects (a condition on alias `{a}`, such as `{a}.id > ?`)."""
+    if not found:
         return
     where = fresh.format(a="e")
-    match = "e.kind = h.k AND coalesce(e.ip, '') = h.ip AND coalesce(e.useragent, '') = h.ua"
     if d.name == "sqlite":
         cur.execute("DELETE FROM temp.hints")
-        for hint in hints:
-            cur.execute("INSERT OR IGNORE INTO temp.hints VALUES (?, ?, ?, ?, ?)", hint)
+        for hint in found:
+            cur.execute("INSERT OR IGNORE INTO temp.hints VALUES (?, ?, ?)", hint)
         cur.execute(
             "UPDATE events AS e SET reasons = e.reasons | h.r, verdict = h.v"
-            f" FROM temp.hints h WHERE {where} AND {match}",
+            f" FROM temp.hints h WHERE e.key = h.key AND {where}",
             list(args),
         )
         return
-    columns = list(zip(*hints, strict=True))
+    keys, reasons, verdicts = (list(c) for c in zip(*found, strict=True))
     cur.execute(
         "UPDATE events e SET reasons = e.reasons | h.r, verdict = h.v FROM"
-        " unnest(%s::smallint[], %s::text[], %s::text[], %s::int[], %s::smallint[])"
-        f" AS h(k, ip, ua, r, v) WHERE {d.sql(where)} AND {match}",
-        [*(list(c) for c in columns), *args],
+        " unnest(%s::bytea[], %s::int[], %s::smallint[]) AS h(key, r, v)"
+        f" WHERE e.key = h.key AND {d.sql(where)}",
+        [keys, reasons, verdicts, *args],
     )
 
 
@@ -197,10 +209,11 @@ def settle(cur: _Executes, d: Dialect, due: int, bits: int) -> None:
 
 
 def step(cur: _Executes, d: Dialect, fresh: str, args: Sequence[Any], now: float,
-         rules: v.Rules, bits: int) -> None:  # fmt: skip
-    """The three steps for the events that `fresh` (on alias `{a}`) selects."""
+         rules: v.Rules, bits: int, captured: Sequence[Captured] = ()) -> None:  # fmt: skip
+    """The three steps for the events that `fresh` (on alias `{a}`) selects; `captured`:
+    their values as captured (key, kind, ip, user agent), for `mark`."""
     due = int(now) - rules.window
-    mark(cur, d, fresh, args, rules)
+    mark(cur, d, hints(captured, rules), fresh, args)
     if fresh != NOTHING:
         examine(cur, d, fresh, args, rules)
     settle(cur, d, due, bits)
@@ -241,3 +254,12 @@ def reset(cur: _Executes, d: Dialect, destinations: Sequence[int], bits: int) ->
               f" hfirst = 0 WHERE {among}"), list(destinations),
     )  # fmt: skip
     cur.execute(d.sql(f"DELETE FROM human_firsts WHERE {among}"), list(destinations))
+
+
+def stored_sql(d: Dialect, fresh: str) -> str:
+    """The stored clicks and opens `fresh` selects, as `hints` reads them (for `rescore`:
+    what is kept is all there is)."""
+    return d.sql(
+        f"SELECT e.key, e.kind, e.ip, e.useragent FROM events e WHERE {fresh.format(a='e')}"
+        f" AND e.kind IN ({_KINDS})"
+    )
