@@ -28,6 +28,7 @@ import paging
 import redirect
 import relay
 import stream
+import verdicts
 import webhooks
 from api import Api
 from databases import DATA, Database, database, postgres_available, settle, versions
@@ -48,7 +49,18 @@ API_STEPS: dict[str, Callable[..., list[Result]]] = {
     "dashboard": dashboard.measure,
     "import": imports.measure,
 }
-NAMES = ("redirect", "nats", "lag", *API_STEPS, "memory", "indexer", "geo", "relay", "webhooks")
+NAMES = (
+    "redirect",
+    "nats",
+    "lag",
+    *API_STEPS,
+    "memory",
+    "indexer",
+    "geo",
+    "relay",
+    "webhooks",
+    "verdicts",
+)
 _T0 = time.monotonic()
 
 
@@ -125,6 +137,8 @@ def _measure(run: Run, db: Database, store: Store, data: DataSet) -> None:
     if run.wants("webhooks"):  # on a database of its own, to a receiver on loopback
         events = 5000 if scale.name == "quick" else 20000
         _step(run, backend, "webhooks", lambda: [webhooks.measure(backend, events)])
+    if run.wants("verdicts"):  # on a database of its own, from the labelled corpus
+        _step(run, backend, "verdicts", lambda: verdicts.measure(backend))
     if run.profile:
         paths = redirect.write_paths(store, data, scale.tokens)
         summary = profile_redirect(db, paths, scale)
@@ -140,10 +154,22 @@ def _data(run: Run, db: Database, store: Store) -> DataSet:
     return data
 
 
+# Measurements on databases of their own: `--only` these alone builds no data set.
+STANDALONE = {"relay", "verdicts"}
+
+
 def run_backend(run: Run, backend: str) -> None:
     db = database(backend, run.scale.name)
     if backend == "postgres" and (why := postgres_available()):
         log(f"postgres skipped: {why}")
+        return
+    if run.only and run.only <= STANDALONE:
+        DATA.mkdir(parents=True, exist_ok=True)  # for the report
+        if run.wants("relay"):
+            count = 300 if run.scale.name == "quick" else 2000
+            _step(run, backend, "relay", lambda: [relay.measure(backend, count)])
+        if run.wants("verdicts"):
+            _step(run, backend, "verdicts", lambda: verdicts.measure(backend))
         return
     if not (run.reuse and db.meta.exists() and db.exists()):
         db.create()

@@ -31,6 +31,8 @@ ENVELOPE = ["start", "limit", "count", "data", "total"]
 JSON = "application/json"
 TRACKED = re.compile(r'href="http://t\.test(/c/[A-Za-z0-9_-]+)"')
 PIXEL = re.compile(r'src="http://t\.test(/o/[A-Za-z0-9_-]+)"')
+# The invisible trap link every tracked body has (issue 12): not one a recipient follows.
+TRAP = re.compile(r'<a href="http://t\.test(/c/[A-Za-z0-9_-]+)" aria-hidden="true"')
 TWO_LINKS = (
     "<html><body>"
     '<a href="https://shop.example/a?id={$profile.customerid}">A</a>'
@@ -114,7 +116,9 @@ def body_html(http: TestClient, token: str, destination: int) -> str:
 
 def click_paths(http: TestClient, token: str, destination: int) -> list[str]:
     """The `/c/<token>` paths of a destination's tracked HTML, in document order."""
-    return TRACKED.findall(body_html(http, token, destination))
+    html = body_html(http, token, destination)
+    traps = set(TRAP.findall(html))
+    return [path for path in TRACKED.findall(html) if path not in traps]
 
 
 def click(

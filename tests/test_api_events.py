@@ -55,12 +55,16 @@ PEER = "203.0.113.7"  # the test client's address
 IMG = re.compile(r'<img\b[^>]*\bsrc="http://t\.test/o/[A-Za-z0-9_-]{1,48}"[^>]*>')
 
 
+TRAP_TAG = re.compile(r'<a href="[^"]+" aria-hidden="true" tabindex="-1" style="display:none"></a>')
+
+
 def test_the_pixel_goes_before_body_end_or_at_the_end(
     http: TestClient, token: str, m: Mailing
 ) -> None:
     html = body_html(http, token, m.destinations[0])
     [img] = IMG.findall(html)
-    assert html.endswith(img + "</body></html>")
+    [trap] = TRAP_TAG.findall(html)  # the invisible trap link, just before it
+    assert html.endswith(trap + img + "</body></html>")
     assert html.count("/o/") == 1
     assert body_html(http, token, m.destinations[0]) == html  # stable on every fetch
     assert pixel_path(http, token, m.destinations[1]) != pixel_path(http, token, m.destinations[0])
@@ -68,7 +72,8 @@ def test_the_pixel_goes_before_body_end_or_at_the_end(
     [dest] = add_destinations(http, token, bare)
     html = body_html(http, token, dest)
     [img] = IMG.findall(html)
-    assert html == "<p>No body element</p>" + img
+    [trap] = TRAP_TAG.findall(html)
+    assert html == "<p>No body element</p>" + trap + img
 
 
 def gif_facts(data: bytes) -> dict[str, Any]:
@@ -170,7 +175,9 @@ def test_device_is_derived_from_the_user_agent(http: TestClient, token: str, m: 
     assert [(item["useragent"], item["device"]) for item in data] == DEVICES
 
 
-def test_head_and_forged_pixels_record_nothing(http: TestClient, token: str, m: Mailing) -> None:
+def test_forged_pixels_record_nothing_and_head_is_a_machine(
+    http: TestClient, token: str, m: Mailing
+) -> None:
     dest = m.destinations[0]
     path = pixel_path(http, token, dest)
     head = http.head(path)
@@ -196,9 +203,10 @@ def test_head_and_forged_pixels_record_nothing(http: TestClient, token: str, m: 
     assert wrong == {}
     for method in ("POST", "PUT", "DELETE"):
         assert http.request(method, path).status_code == 405
-    assert total(http, token, "ms/impressions") == 0
+    [item] = page(http, token, "ms/impressions", "extended=1")["data"]  # the HEAD alone
+    assert item["verdict"] == "prefetch" and "head" in item["reasons"]
     assert http.get(path).status_code == 200  # the real one still works
-    assert total(http, token, "ms/impressions") == 1
+    assert total(http, token, "ms/impressions") == 2
 
 
 # --- deliveries, errors and abuses reported by the pipeline -------------------------------

@@ -19,6 +19,7 @@ from mailstats.web.app import App, create_app
 from tests.helpers import (
     PUBLIC,
     SENDER,
+    TRAP,
     UA,
     Mailing,
     add_destinations,
@@ -69,7 +70,10 @@ def test_links_are_extracted_whatever_the_markup(http: TestClient, token: str) -
         '<a href="ftp://a.example/f">ftp</a> <a href="/relative">rel</a>\n'
     )
     [dest] = add_destinations(http, token, make_emailing(http, token, html))
-    paths = ANY_TRACKED.findall(body_html(http, token, dest))
+    body = body_html(http, token, dest)
+    traps = TRAP.findall(body)
+    paths = [path for path in ANY_TRACKED.findall(body) if path not in traps]
+    assert len(traps) == 1  # the invisible trap link, once
     locations = [http.get(path).headers["location"] for path in paths]
     assert locations == [
         "https://a.example/1",
@@ -133,18 +137,23 @@ PIECES = [
 
 
 def rendered_pattern(pieces: list[str]) -> bytes:
-    """The rendered message as a pattern: the literal pieces, tracked links, the pixel."""
+    """The rendered message as a pattern: the literal pieces, tracked links, the invisible
+    trap link and the pixel."""
     *head, last = pieces
     link = rb"(http://t\.test/c/" + TOKEN + rb")"
     parts = [link if i % 2 else re.escape(piece.encode()) for i, piece in enumerate(head)]
     before, _, after = last.rpartition("</body>")
     pixel = rb'<img\b[^>]*\bsrc="http://t\.test/o/' + TOKEN + rb'"[^>]*>'
+    trap = rb'<a href="http://t\.test/c/' + TOKEN + rb'" aria-hidden="true" tabindex="-1"'
+    pixel = trap + rb' style="display:none"></a>' + pixel
     return (
         b"".join(parts) + re.escape(before.encode()) + pixel + re.escape(f"</body>{after}".encode())
     )
 
 
-def test_body_html_is_the_template_except_links_and_pixel(http: TestClient, token: str) -> None:
+def test_body_html_is_the_template_except_links_trap_and_pixel(
+    http: TestClient, token: str
+) -> None:
     template = "".join(PIECES)
     emailing = make_emailing(http, token, template)
     [dest] = add_destinations(
@@ -300,14 +309,17 @@ def test_tokens_are_short_and_url_safe(http: TestClient, token: str, m: Mailing)
             assert re.fullmatch(r"/c/[A-Za-z0-9_-]{1,48}", path)
 
 
-def test_head_redirects_and_records_nothing(http: TestClient, token: str, m: Mailing) -> None:
+def test_head_redirects_and_is_kept_as_a_machine_click(
+    http: TestClient, token: str, m: Mailing
+) -> None:
     path = click_paths(http, token, m.destinations[0])[0]
     head = http.head(path)
     assert head.status_code == 302
     assert head.headers["location"] == "https://shop.example/a?id=c0"
-    assert clicks_total(http, token) == 0
+    [item] = page(http, token, qs="extended=true")["data"]
+    assert (item["verdict"], item["reasons"]) == ("scanner", ["too-soon", "head"])
     assert http.get(path).headers["location"] == head.headers["location"]
-    assert clicks_total(http, token) == 1
+    assert clicks_total(http, token) == 2
 
 
 # --- the client address -------------------------------------------------------------------

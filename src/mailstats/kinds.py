@@ -28,6 +28,15 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Extra:
+    """A field of mailstats' own that `extended=true` adds after Copernica's: its name and
+    the stored column it is read from (serialize.EXTRA_VALUES turns that into the value)."""
+
+    name: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Kind:
     """One kind of event: its API name (also its table) and what sets it apart."""
 
@@ -37,6 +46,9 @@ class Kind:
     per_link: bool = False  # unique per destination *and* link (clicks), else per destination
     located: bool = False  # has GEO_FIELDS with `extended=true`
     trailing: tuple[str, ...] = ()  # derived fields shown after Copernica's (extended)
+    verdicts: bool = False  # a person's or a machine's (mailstats.verdicts): clicks and opens
+    extras: tuple[Extra, ...] = ()  # shown with `extended=true` only, after the other fields
+    show_extras: bool = False
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -51,12 +63,25 @@ class Kind:
             )
         )
         shown = (c.name for c in self.columns if not c.extended)
-        return (*head, *shown, "destination", "profile", "subprofile", *self.trailing)
+        extras = (x.name for x in self.shown_extras) if self.show_extras else ()
+        return (*head, *shown, "destination", "profile", "subprofile", *extras, *self.trailing)
+
+    @property
+    def shown_extras(self) -> tuple[Extra, ...]:
+        """The extras, but for those a stored column of the same name already gives."""
+        columns = {c.name for c in self.columns}
+        return tuple(x for x in self.extras if x.name not in columns)
 
     def extended(self) -> Kind:
-        """The same kind with its extended columns shown (`extended=true`)."""
+        """The same kind with its extended columns, extras and geo fields shown
+        (`extended=true`): stored columns, then the verdict's, then where it came from."""
         columns = tuple(replace(c, extended=False) for c in self.columns)
-        return replace(self, columns=columns, trailing=GEO_FIELDS if self.located else ())
+        return replace(
+            self,
+            columns=columns,
+            show_extras=bool(self.extras),
+            trailing=GEO_FIELDS if self.located else (),
+        )
 
 
 IP = Column("ip", max_length=64)
@@ -70,8 +95,17 @@ CLIENT_NAMES = (
 )
 HIT_COLUMNS = (IP, USERAGENT, replace(DEVICE, extended=True), *CLIENT_NAMES)
 
-CLICKS = Kind("clicks", 1, HIT_COLUMNS, per_link=True, located=True)
-IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, DEVICE, *CLIENT_NAMES), located=True)
+# Every field of mailstats' own that `extended=true` adds beyond the stored columns, per
+# kind: the one list to extend (the value of each name is made in serialize.EXTRA_VALUES).
+EXTRAS: dict[str, tuple[Extra, ...]] = {
+    "clicks": (Extra("verdict", "verdict"), Extra("reasons", "reasons")),
+    "impressions": (Extra("verdict", "verdict"), Extra("reasons", "reasons")),
+}
+
+CLICKS = Kind("clicks", 1, HIT_COLUMNS, per_link=True, located=True, verdicts=True,
+              extras=EXTRAS["clicks"])  # fmt: skip
+IMPRESSIONS = Kind("impressions", 2, (IP, USERAGENT, DEVICE, *CLIENT_NAMES), located=True,
+                   verdicts=True, extras=EXTRAS["impressions"])  # fmt: skip
 DELIVERIES = Kind("deliveries", 3, (Column("attempts", "int"),))
 ERRORS = Kind(
     "errors",
@@ -98,7 +132,10 @@ FieldType = Literal["id", "time", "text"]
 def filterable(kind: Kind) -> dict[str, FieldType]:
     """The fields a `fields[]` expression may name on this kind, with their value types."""
     types: dict[str, FieldType] = {}
+    extras = {x.name for x in kind.shown_extras}
     for name in kind.fields:
+        if name in extras:
+            continue
         if name in ("ID", "mailing", "destination", "attempts", "asn"):
             types[name] = "id"
         elif name == "timestamp":

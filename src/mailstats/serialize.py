@@ -10,10 +10,27 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from mailstats.kinds import Kind
+from mailstats.kinds import EXTRAS, Kind
 from mailstats.timefmt import format_time
+from mailstats.verdicts import VERDICTS, reason_names
 
 Item = dict[str, Any]
+
+
+def _verdict(code: Any) -> str | None:
+    return None if code is None else VERDICTS[int(code)]
+
+
+def _reasons(bits: Any) -> list[str]:
+    return reason_names(int(bits or 0))
+
+
+# The value of each `extended=true` field (kinds.EXTRAS) from its stored column.
+EXTRA_VALUES: dict[str, Callable[[Any], Any]] = {
+    "verdict": _verdict,
+    "reasons": _reasons,
+}
+assert {x.name for extras in EXTRAS.values() for x in extras} <= set(EXTRA_VALUES)
 
 
 def _as_str(value: Any) -> str | None:
@@ -33,8 +50,11 @@ def item_maker(
     """
     convert: list[Callable[[Any], Any]] = []
     types = {c.name: c.type for c in kind.columns}
+    extras = {x.name for x in kind.shown_extras} if kind.show_extras else set()
     for name in kind.fields:
-        if name == "timestamp":
+        if name in extras:
+            convert.append(EXTRA_VALUES[name])
+        elif name == "timestamp":
             convert.append(lambda ts: format_time(ts, tz))
         elif types.get(name) == "int" or name == "asn":
             convert.append(lambda v: v)
@@ -51,7 +71,9 @@ def item_maker(
 
 
 def csv_value(value: Any) -> str:
-    """A cell for CSV output: null as empty."""
+    """A cell for CSV output: null as empty, a list (reasons) as its items with commas."""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
     return "" if value is None else str(value)
 
 

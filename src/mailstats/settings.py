@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailstats.errors import InvalidParameter
+from mailstats.verdicts import Agents, Networks, Rules
 
 
 class Secret:
@@ -98,6 +99,13 @@ class Settings:
     webhook_workers: int = 4  # endpoints delivered to at once, per process
     geo: str = "network"  # or "country", or "off": what the indexer looks up per address
     geo_db: str = ""  # MaxMind-format files, comma-separated; empty: the bundled data
+    # Machine clicks and opens (mailstats.verdicts; README "Machine clicks and opens")
+    verdict_window: int = 60  # seconds until a verdict is settled (bots=exclude shows it)
+    verdict_too_soon: int = 10  # seconds after the delivery or sending: too soon for a person
+    verdict_burst_seconds: int = 1  # links followed this far apart make one burst ...
+    verdict_burst_links: int = 2  # ... when there are this many distinct ones
+    verdict_networks: str = ""  # a file replacing the shipped list of address ranges
+    verdict_agents: str = ""  # a file replacing the shipped list of user agent patterns
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,6 +124,17 @@ class Settings:
     def smtp_name(self) -> str:
         """The relay's host name in its greeting and EHLO."""
         return self.smtp_hostname or urlsplit(self.base_url).hostname or "localhost"
+
+    def verdict_rules(self) -> Rules:
+        """The rules the derive step gives verdicts by (the lists read from their files)."""
+        return Rules(
+            window=self.verdict_window,
+            too_soon=self.verdict_too_soon,
+            burst_seconds=self.verdict_burst_seconds,
+            burst_links=self.verdict_burst_links,
+            networks=Networks.load(self.verdict_networks),
+            agents=Agents.load(self.verdict_agents),
+        )
 
     @property
     def geo_paths(self) -> tuple[str, ...]:
@@ -232,6 +251,12 @@ def _validate(settings: Settings) -> None:
         raise InvalidParameter("webhook_batch must be 1 to 10000")
     if settings.webhook_disable_after < 1 or settings.webhook_workers < 1:
         raise InvalidParameter("webhook_disable_after and webhook_workers must be at least 1")
+    if settings.verdict_window < 0 or settings.verdict_burst_links < 2:
+        raise InvalidParameter("verdict_window must be 0 or more, verdict_burst_links 2 or more")
+    for name in ("verdict_networks", "verdict_agents"):
+        path = getattr(settings, name)
+        if path and not os.path.isfile(path):
+            raise InvalidParameter(f"{name}: no file {path!r}")
     dkim = (settings.dkim_key, settings.dkim_selector, settings.dkim_domain)
     if any(dkim) and not all(dkim):
         raise InvalidParameter("dkim_key, dkim_selector and dkim_domain go together")

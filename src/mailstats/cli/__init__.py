@@ -14,6 +14,7 @@ from mailstats.cli import (
     maillog,
     privacy,
     relay,
+    rescore,
     serve,
     stats,
     suppressions,
@@ -49,6 +50,7 @@ cli.add_command(privacy.subject_export)
 cli.add_command(privacy.retention)
 cli.add_command(webhooks.webhook)
 cli.add_command(geo.geo)
+cli.add_command(rescore.rescore)
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ def open_db(settings: Settings) -> Store:
             capture_replicas=settings.capture_replicas,
             capture_timeout=settings.commit_deadline_ms / 1000,
             geo=geo,
+            rules=settings.verdict_rules(),
         )
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None

@@ -24,6 +24,14 @@ from mailstats.timefmt import parse_time
 @click.option("--unique", is_flag=True, help="Only the first event per destination (and link).")
 @click.option("--emailing", type=int, help="Only this emailing's events.")
 @click.option(
+    "--bots",
+    type=click.Choice(["include", "exclude", "only"]),
+    default="include",
+    show_default=True,
+    help="Machine clicks and opens: keep them, leave them out, or only them.",
+)
+@click.option("--extended", is_flag=True, help="Add verdict, reasons, device, os and client.")
+@click.option(
     "--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="ndjson", show_default=True
 )
 @click.option(
@@ -56,14 +64,14 @@ def export(
             begin=_time(selection["begintime"], tz, "begintime"),
             end=_time(selection["endtime"], tz, "endtime"),
             unique=selection["unique"],
+            bots=selection["bots"],
         )
+        chosen = KINDS[kind].extended() if selection["extended"] else KINDS[kind]
         scope = Scope(acct.id, emailing_id=selection["emailing"])
         store.check_scope(scope)
-        rows = store.stream_events(KINDS[kind], scope, flt)
+        rows = store.stream_events(chosen, scope, flt)
         chunks = (
-            ndjson_chunks(KINDS[kind], rows, tz)
-            if fmt == "ndjson"
-            else csv_chunks(KINDS[kind], rows, tz)
+            ndjson_chunks(chosen, rows, tz) if fmt == "ndjson" else csv_chunks(chosen, rows, tz)
         )
         out: IO[bytes] = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
         try:

@@ -12,7 +12,7 @@ from mailstats.relay import rewrite
 from mailstats.relay.forward import Copy, NextHop, Reply, verdict
 from mailstats.relay.signing import Signer as DkimSigner
 from mailstats.settings import Settings, host_port
-from mailstats.store import Account, Destination, Emailing, Store
+from mailstats.store import Account, Destination, Emailing, Link, Store
 from mailstats.store import relay as stored
 from mailstats.store import suppressions as sup
 from mailstats.tracking import message
@@ -120,7 +120,9 @@ class Deliverer:
         links: dict[str, int],
         track_text: bool,
     ) -> Copy:
-        urls = message.urls(self.settings.base_url, self.signer, dest)
+        trap = links.get("")  # the emailing's trap link has no URL (see Store.create_emailing)
+        trap_link = None if trap is None else Link(trap, -2, -2, "")
+        urls = message.urls(self.settings.base_url, self.signer, dest, trap_link)
         headers = message.headers(emailing, urls)
         added = {
             "Message-ID": headers["Message-ID"],  # only when the message has none
@@ -128,7 +130,11 @@ class Deliverer:
             "List-Unsubscribe-Post": headers["List-Unsubscribe-Post"],
         }
         data = inc.copy(
-            lambda url: urls.click(links[url]), urls.pixel, added, track_text=track_text
+            lambda url: urls.click(links[url]),
+            urls.pixel,
+            added,
+            track_text=track_text,
+            trap=urls.trap,
         )
         if self.dkim is not None:
             data = self.dkim.sign(data)

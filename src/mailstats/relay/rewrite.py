@@ -81,6 +81,7 @@ class Incoming:
         headers: Mapping[str, str],
         *,
         track_text: bool = False,
+        trap: str | None = None,
     ) -> bytes:
         """One recipient's copy: links through `click(url)`, the pixel, and `headers` where
         the message has none of that name. Copies are made one after another."""
@@ -89,7 +90,7 @@ class Incoming:
         if self._html_part is not None and self.html is not None:
             spans = [(link.start, link.end, click(link.url)) for link in self.links]
             bodies.append(
-                (self._html_part, _encoded(self._html_part, render(self.html, spans, pixel)))
+                (self._html_part, _encoded(self._html_part, render(self.html, spans, pixel, trap)))
             )
         if track_text and self._text_part is not None and self._text is not None:
             text = _TEXT_URL.sub(lambda m: _tracked(m, click), self._text)

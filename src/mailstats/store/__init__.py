@@ -17,6 +17,7 @@ from mailstats.store.base import (
 )
 from mailstats.store.core import Store
 from mailstats.store.events import Filter
+from mailstats.verdicts import Rules
 
 __all__ = [
     "Account",
@@ -43,6 +44,7 @@ def open_store(
     capture_replicas: int = 3,
     capture_timeout: float = 0.25,
     geo: Geo | None = None,
+    rules: Rules | None = None,
 ) -> Store:
     """Open the database named by `url`: a file path (SQLite) or a postgresql:// URL.
 
@@ -69,6 +71,8 @@ def open_store(
         store = Store(SQLiteBackend(url))
     if geo is not None:
         store.backend.geo = geo
+    if rules is not None:
+        store.backend.rules = rules
     if migrate:
         store.backend.migrate(block_bits)
     return store

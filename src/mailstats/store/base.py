@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from mailstats.geo import OFF, Geo
 from mailstats.kinds import DELIVERIES, Kind
+from mailstats.verdicts import Rules
+
+_VERDICT_KINDS = "1, 2"  # kinds.CLICKS, kinds.IMPRESSIONS: the kinds with verdicts
 
 if TYPE_CHECKING:
     from mailstats.store.capture import CaptureLog
@@ -119,6 +122,7 @@ class Event:
     destination_id: int
     link_id: int
     values: tuple[Any, ...]  # the kind's columns, in order
+    reasons: int = 0  # machine reasons known when it was captured (mailstats.verdicts.HEAD)
 
 
 @dataclass(frozen=True)
@@ -144,8 +148,9 @@ class Backend(abc.ABC):
     def transaction(self) -> AbstractContextManager[Cursor]: ...
 
     @abc.abstractmethod
-    def insert_events(self, events: Sequence[Event]) -> int:
-        """Write events in one transaction; return how many were new."""
+    def insert_events(self, events: Sequence[Event], now: float | None = None) -> int:
+        """Write events in one transaction; return how many were new. `now`: the clock the
+        verdicts' window is measured by (the present unless replaying)."""
 
     @property
     @abc.abstractmethod
@@ -170,7 +175,27 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    @abc.abstractmethod
+    def settle(self, now: float | None = None) -> None:
+        """Examine and settle the verdicts of the events whose window has passed by `now`."""
+
+    @abc.abstractmethod
+    def rescore(self, destinations: Sequence[int], now: float | None = None) -> None:
+        """Apply the rules afresh to every click and open of these destinations."""
+
     _block_bits: int | None = None
+    _rules: Rules | None = None
+
+    @property
+    def rules(self) -> Rules:
+        """The verdict rules of the derive step (mailstats.verdicts); defaults until set."""
+        if self._rules is None:
+            self._rules = Rules()
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: Rules) -> None:
+        self._rules = rules
 
     def block_bits(self) -> int:
         """How many low bits of an event ID its block leaves out (fixed per database)."""
@@ -198,12 +223,15 @@ class Backend(abc.ABC):
         cur.execute(f"INSERT INTO retried (destination_id) SELECT DISTINCT destination_id {_RETRY}")
         cur.execute(
             "INSERT INTO event_blocks (account_id, kind, block, emailing_id,"
-            " n, firsts, min_ts, max_ts, retries, retried)"
+            " n, firsts, min_ts, max_ts, retries, retried, settled, humans, hfirsts)"
             f" SELECT account_id, kind, id >> {bits}, emailing_id,"
             " count(*), sum(first), min(ts), max(ts),"
             f" sum(CASE WHEN kind = {DELIVERIES.code} AND attempts > 1 THEN 1 ELSE 0 END),"
             f" sum(CASE WHEN id IN (SELECT min(id) {_RETRY} GROUP BY destination_id)"
-            " THEN 1 ELSE 0 END)"
+            " THEN 1 ELSE 0 END),"
+            f" sum(CASE WHEN kind IN ({_VERDICT_KINDS}) THEN settled ELSE 0 END),"
+            f" sum(CASE WHEN kind IN ({_VERDICT_KINDS}) AND settled = 1 AND verdict = 0"
+            " THEN 1 ELSE 0 END), sum(hfirst)"
             f" FROM events GROUP BY account_id, kind, id >> {bits}, emailing_id"
         )
         cur.execute(f"INSERT INTO meta (key, value) VALUES ('block_bits', '{bits}')")

@@ -24,9 +24,23 @@ from mailstats.store.base import Backend, Scope
 MAX_RUNS = 64
 
 
-def usable(scope: Scope, flt: ev.Filter) -> bool:
+def usable(scope: Scope, flt: ev.Filter, kind: Kind | None = None) -> bool:
     """Whether the counters can answer for this scope and filter."""
+    if kind is not None and counted(kind, flt) is None:
+        return False
     return scope.destination_id is None and not flt.conditions
+
+
+def counted(kind: Kind, flt: ev.Filter) -> str | None:
+    """What a counter row counts of the events that pass `flt` (`bots=`, `unique=`), as an
+    expression over event_blocks; None: the counters do not know (earliest machine events)."""
+    if flt.bots == "include" or not kind.verdicts:
+        if flt.bots == "only":
+            return "0"
+        return "firsts" if flt.unique else "n"
+    if flt.bots == "exclude":
+        return "hfirsts" if flt.unique else "humans"
+    return None if flt.unique else "settled - humans"
 
 
 # Counter rows are read in groups of 2**FAN blocks first; only the group that holds a
@@ -63,7 +77,8 @@ class Counter:
         if group is not None:
             q.add("block >= ?", group << FAN)
             q.add("block < ?", (group + 1) << FAN)
-        column = "firsts" if self.flt.unique else "n"
+        column = counted(self.kind, self.flt)
+        assert column is not None
         key = f"block >> {shift}" if shift else "block"
         sql = (
             f"SELECT {key}, sum({column}), min(CASE WHEN {inside.where} THEN 1 ELSE 0 END)"
@@ -151,14 +166,36 @@ class Counter:
         return None
 
 
+# Per kind: (events, firsts, settled, humans, hfirsts), as event_blocks counts them.
+Sums = tuple[int, int, int, int, int]
+SUMS = "sum(n), sum(firsts), sum(settled), sum(humans), sum(hfirsts)"
+# The same, counted from events rows `e`.
+ROW_SUMS = (
+    "count(*), sum(e.first), sum(CASE WHEN e.kind IN ({k}) THEN e.settled ELSE 0 END),"
+    " sum(CASE WHEN e.kind IN ({k}) AND e.settled = 1 AND e.verdict = 0 THEN 1 ELSE 0 END),"
+    " sum(e.hfirst)"
+)
+
+
+def row_sums(verdict_kinds: str) -> str:
+    return ROW_SUMS.format(k=verdict_kinds)
+
+
+def add(a: Sums | None, b: tuple[object, ...]) -> Sums:
+    """Sums plus one row of sums (NULLs as 0)."""
+    base = a or (0, 0, 0, 0, 0)
+    x = [int(str(v)) if v is not None else 0 for v in b]
+    return (base[0] + x[0], base[1] + x[1], base[2] + x[2], base[3] + x[3], base[4] + x[4])
+
+
 @dataclass
 class Statistics:
-    counts: dict[int, tuple[int, int]]  # kind code -> (events, firsts)
+    counts: dict[int, Sums]  # kind code -> its sums
     retries: tuple[int, int] | None  # (deliveries after a retry, their destinations)
 
 
 def statistics(
-    backend: Backend, scope: Scope, begin: int | None, end: int | None
+    backend: Backend, scope: Scope, begin: int | None, end: int | None, verdict_kinds: str
 ) -> Statistics | None:
     """An emailing's counts between the bounds; None: count rows instead.
 
@@ -193,14 +230,14 @@ def statistics(
         whole.add("NOT (block >= ? AND block <= ?)", first, last)
     if ranged:
         whole.add(inside.where, *inside.args)
-    counts: dict[int, tuple[int, int]] = {}
+    counts: dict[int, Sums] = {}
     retries = [0, 0]
     sql = (
-        "SELECT kind, sum(n), sum(firsts), sum(retries), sum(retried)"
+        f"SELECT kind, {SUMS}, sum(retries), sum(retried)"
         f" FROM event_blocks WHERE {whole.where} GROUP BY kind"
     )
-    for kind, n, firsts, retry, retried in backend.fetch(sql, whole.args):
-        counts[int(kind)] = (int(n), int(firsts))
+    for kind, *sums, retry, retried in backend.fetch(sql, whole.args):
+        counts[int(kind)] = add(None, tuple(sums))
         retries[0] += int(retry)
         retries[1] += int(retried)
     bits = backend.block_bits()
@@ -215,10 +252,12 @@ def statistics(
             q.add(f"{backend.unindexed}e.ts <= ?", end)
         q.add("e.id >= ?", first << bits)
         q.add("e.id < ?", (last + 1) << bits)
-        sql = f"SELECT e.kind, count(*), sum(e.first) FROM events e WHERE {q.where} GROUP BY e.kind"
-        for kind, n, firsts in backend.fetch(sql, q.args):
-            had = counts.get(int(kind), (0, 0))
-            counts[int(kind)] = (had[0] + int(n), had[1] + int(firsts or 0))
+        sql = (
+            f"SELECT e.kind, {row_sums(verdict_kinds)} FROM events e WHERE {q.where}"
+            " GROUP BY e.kind"
+        )
+        for kind, *sums in backend.fetch(sql, q.args):
+            counts[int(kind)] = add(counts.get(int(kind)), tuple(sums))
     return Statistics(counts, None if ranged else (retries[0], retries[1]))
 
 

@@ -114,7 +114,7 @@ class SQLiteCapture(CaptureLog):
         self._conn.execute(SQLITE_TABLE)
         # a log made by an older version lacks the columns kinds gained since
         have = {row[1] for row in self._conn.execute("PRAGMA table_info(log)")}
-        for name in VALUE_COLUMNS:
+        for name in ("reasons", *VALUE_COLUMNS):
             if name not in have:
                 self._conn.execute(f"ALTER TABLE log ADD COLUMN {name}")
         self._sql: dict[tuple[str, ...], str] = {}
@@ -123,10 +123,11 @@ class SQLiteCapture(CaptureLog):
         names, rows = _columns(events, time.time())
         sql = self._sql.get(names)
         if sql is None:
-            marks = ", ".join("?" for _ in range(len(names) + 8))
+            marks = ", ".join("?" for _ in range(len(names) + 9))
             sql = self._sql[names] = (
                 "INSERT INTO log (captured, kind, key, ts, account_id, emailing_id,"
-                f" destination_id, link_id{''.join(', ' + n for n in names)}) VALUES ({marks})"
+                f" destination_id, link_id, reasons{''.join(', ' + n for n in names)})"
+                f" VALUES ({marks})"
             )
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -163,7 +164,8 @@ CREATE TABLE IF NOT EXISTS log (
     account_id     INTEGER NOT NULL,
     emailing_id    INTEGER NOT NULL,
     destination_id INTEGER NOT NULL,
-    link_id        INTEGER NOT NULL{"".join(f", {name}" for name in VALUE_COLUMNS)}
+    link_id        INTEGER NOT NULL,
+    reasons        INTEGER NOT NULL DEFAULT 0{"".join(f", {name}" for name in VALUE_COLUMNS)}
 )"""
 
 
@@ -179,7 +181,7 @@ def _columns(events: Sequence[Event], captured: float) -> tuple[tuple[str, ...],
         for at, value in zip(where[e.kind], e.values, strict=False):  # extended: may be left out
             values[at] = value
         rows.append((captured, e.kind.code, e.key, e.ts, e.account_id, e.emailing_id,
-                     e.destination_id, e.link_id, *values))  # fmt: skip
+                     e.destination_id, e.link_id, e.reasons, *values))  # fmt: skip
     return names, rows
 
 
@@ -202,7 +204,7 @@ class PostgresCapture(CaptureLog):
         sql = self._sql.get(names)
         if sql is None:
             columns = ("kind", "key", "ts", "account_id", "emailing_id", "destination_id",
-                       "link_id", *names)  # fmt: skip
+                       "link_id", "reasons", *names)  # fmt: skip
             marks = ", ".join(f"%b::{_PG_TYPES.get(c, 'text')}[]" for c in columns)
             sql = self._sql[names] = (
                 f"INSERT INTO capture_log (captured, {', '.join(columns)})"
@@ -219,4 +221,4 @@ class PostgresCapture(CaptureLog):
 
 _PG_TYPES = {"kind": "smallint", "key": "bytea", "ts": "bigint", "account_id": "bigint",
              "emailing_id": "bigint", "destination_id": "bigint", "link_id": "bigint",
-             "attempts": "bigint"}  # fmt: skip
+             "attempts": "bigint", "reasons": "integer"}  # fmt: skip

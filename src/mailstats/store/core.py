@@ -31,6 +31,7 @@ from mailstats.store.capture import Backlog
 from mailstats.store.charts import Charts
 from mailstats.store.derive import BATCH, Derived
 from mailstats.store.users import Users
+from mailstats.store.verdicts import TRAP_START
 from mailstats.store.webhooks import Webhooks
 
 T = TypeVar("T")
@@ -159,7 +160,8 @@ class Store:
                 },
             )
             emailing_id = int(cur.fetchone()[0])
-            for start, stop, url in links:
+            # the trap link: no person sees or follows it (verdicts' `trap` reason)
+            for start, stop, url in (*links, (TRAP_START, TRAP_START, "")):
                 cur.execute(
                     self.q["link_insert"],
                     {"emailing_id": emailing_id, "start": start, "stop": stop, "url": url},
@@ -175,6 +177,11 @@ class Store:
     def links(self, emailing_id: int) -> list[Link]:
         rows = self.backend.fetch(self.q["emailing_links"], {"emailing_id": emailing_id})
         return [Link(*row) for row in rows]
+
+    def trap_link(self, emailing_id: int) -> Link | None:
+        """The emailing's invisible trap link (none for emailings made before traps)."""
+        row = self._one("emailing_trap", {"emailing_id": emailing_id})
+        return Link(*row) if row else None
 
     def emailings(
         self,
@@ -282,9 +289,10 @@ class Store:
 
     # -- events --------------------------------------------------------------------------
 
-    def insert_events(self, events: Sequence[Event]) -> int:
-        """Store events at once (derived in the caller's call); return how many were new."""
-        return self.backend.insert_events(events) if events else 0
+    def insert_events(self, events: Sequence[Event], now: float | None = None) -> int:
+        """Store events at once (derived in the caller's call); return how many were new.
+        `now` is the verdicts' clock, for a replay of past events (the present by default)."""
+        return self.backend.insert_events(events, now) if events else 0
 
     def capture_events(self, events: Sequence[Event]) -> None:
         """Append a batch to the capture log; the indexer derives it a moment later."""
@@ -321,7 +329,9 @@ class Store:
         """
         q = self._where(kind, scope, flt)
         counter = (
-            blocks.Counter(self.backend, kind, scope, flt) if blocks.usable(scope, flt) else None
+            blocks.Counter(self.backend, kind, scope, flt)
+            if blocks.usable(scope, flt, kind)
+            else None
         )
         if counter is not None and not counter.countable():
             counter = None
@@ -366,17 +376,31 @@ class Store:
         q = self._where(kind, scope, flt)
         return self.backend.stream(ev.stream_sql(kind, q), q.args, 0, size)
 
-    def statistics(self, scope: Scope, begin: int | None, end: int | None) -> dict[str, Any]:
-        """Totals and uniques per kind; each unique equals its list's total with unique=true."""
+    def statistics(
+        self, scope: Scope, begin: int | None, end: int | None, bots: str = "include"
+    ) -> dict[str, Any]:
+        """Totals and uniques per kind; each unique equals its list's total with unique=true
+        (and the same `bots`)."""
         q = self._scoped(scope, begin, end)
         counted = None
         if scope.emailing_id is not None and scope.destination_id is None:
-            counted = blocks.statistics(self.backend, scope, begin, end)
+            counted = blocks.statistics(self.backend, scope, begin, end, _VERDICT_KINDS)
         if counted is not None:
-            counts = counted.counts
+            sums = counted.counts
         else:
-            sql = f"SELECT e.kind, count(*), sum(e.first) FROM events e WHERE {q.where} GROUP BY e.kind"
-            counts = {int(k): (int(t), int(u or 0)) for k, t, u in self.backend.fetch(sql, q.args)}
+            sql = (
+                f"SELECT e.kind, {blocks.row_sums(_VERDICT_KINDS)} FROM events e"
+                f" WHERE {q.where} GROUP BY e.kind"
+            )
+            sums = {int(k): blocks.add(None, tuple(r)) for k, *r in self.backend.fetch(sql, q.args)}
+        counts = {}
+        for kind in KINDS.values():
+            total, unique = _pick(kind, bots, sums.get(kind.code, (0, 0, 0, 0, 0)))
+            if unique is None:  # the earliest machine events: counted from rows
+                flt = ev.Filter(begin, end, unique=True, bots=bots)
+                where = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+                unique = int(self.backend.fetch(ev.count_sql(kind, where), where.args)[0][0])
+            counts[kind.name] = (total, unique)
         if counted is not None and counted.retries is not None:
             retries = counted.retries
         else:
@@ -386,21 +410,54 @@ class Store:
             )
             row = self.backend.fetch(retry_sql, q.args)[0]
             retries = (int(row[0]), int(row[1]))
-        return {
-            "counts": {kind.name: counts.get(kind.code, (0, 0)) for kind in KINDS.values()},
-            "retries": retries,
-        }
+        return {"counts": counts, "retries": retries}
+
+    def rescore_destinations(self, account_id: int, since: int | None = None) -> list[int]:
+        """The account's destinations with clicks or opens (since `since`), in ID order:
+        what `rescore` goes through."""
+        q = ev.Query(self.backend.placeholder, self.backend.like)
+        q.add("e.account_id = ?", account_id)
+        q.add(f"e.kind IN ({_VERDICT_KINDS})")
+        if since is not None:
+            q.add("e.ts >= ?", since)
+        sql = f"SELECT DISTINCT e.destination_id FROM events e WHERE {q.where} ORDER BY 1"
+        return [int(row[0]) for row in self.backend.fetch(sql, q.args)]
+
+    def rescore(self, destinations: Sequence[int], now: float | None = None) -> None:
+        """Apply the current rules afresh to every click and open of these destinations, in
+        one transaction; their counters and `unique` flags follow. Verdicts still inside
+        their window are settled by the indexer later, as new ones are."""
+        if destinations:
+            self.backend.rescore(destinations, now)
+
+    def settle(self, now: float | None = None) -> None:
+        """Settle the verdicts whose window has passed by `now` (the indexer does this)."""
+        self.backend.settle(now)
+
+    def implied_opens(self, scope: Scope, begin: int | None, end: int | None) -> int:
+        """Destinations with a settled human click in range and no settled human open at
+        all: their images were blocked, the click says they opened it."""
+        c, o = KINDS["clicks"], KINDS["impressions"]
+        flt = ev.Filter(begin, end, bots="exclude")
+        q = ev.where(c, scope, flt, self.backend.placeholder, self.backend.like)
+        sql = (
+            f"SELECT count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
+            f" AND NOT EXISTS (SELECT 1 FROM events o WHERE o.destination_id = e.destination_id"
+            f" AND o.kind = {o.code} AND o.settled = 1 AND o.verdict = 0)"
+        )
+        return int(self.backend.fetch(sql, q.args)[0][0])
 
     def statistics_by_country(
-        self, scope: Scope, begin: int | None, end: int | None, *, reasons: bool = False
-    ) -> dict[str, dict[str, Any]]:
+        self, scope: Scope, begin: int | None, end: int | None, *, reasons: bool = False,
+        bots: str = "include",
+    ) -> dict[str, dict[str, Any]]:  # fmt: skip
         """`statistics` per country ("" for unknown or not looked up), the most events
-        first; the groups add up to the ungrouped figures. With `reasons`, each group also
-        has its errors' reasons."""
+        first; the groups add up to the ungrouped figures, machine events by the same
+        `bots`. With `reasons`, each group also has its errors' reasons."""
         q = self._scoped(scope, begin, end)
         country = "coalesce(e.country, '')"
         sql = (
-            f"SELECT {country}, e.kind, count(*), sum(e.first) FROM events e"
+            f"SELECT {country}, e.kind, {blocks.row_sums(_VERDICT_KINDS)} FROM events e"
             f" WHERE {q.where} GROUP BY {country}, e.kind"
         )
         groups: dict[str, dict[str, Any]] = {}
@@ -408,8 +465,15 @@ class Store:
         def group(name: str) -> dict[str, Any]:
             return groups.setdefault(name, {"counts": {}, "retries": (0, 0), "reasons": {}})
 
-        for name, code, n, firsts in self.backend.fetch(sql, q.args):
-            group(str(name))["counts"][int(code)] = (int(n), int(firsts or 0))
+        for name, code, *sums in self.backend.fetch(sql, q.args):
+            kind = next(k for k in KINDS.values() if k.code == int(code))
+            total, unique = _pick(kind, bots, blocks.add(None, tuple(sums)))
+            if unique is None:  # the earliest machine events: counted from rows
+                flt = ev.Filter(begin, end, unique=True, bots=bots)
+                where = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
+                where.add(f"{country} = ?", str(name))
+                unique = int(self.backend.fetch(ev.count_sql(kind, where), where.args)[0][0])
+            group(str(name))["counts"][int(code)] = (total, unique)
         retry_sql = (
             f"SELECT {country}, count(*), count(DISTINCT e.destination_id) FROM events e"
             f" WHERE {q.where} AND e.kind = {int(KINDS['deliveries'].code)} AND e.attempts > 1"
@@ -502,6 +566,19 @@ class Store:
         params = {"ids": orjson.dumps(wanted).decode(), "account_id": account_id}
         rows = self.backend.fetch(self.q["destination_emailings"], params)
         return {int(dest): int(emailing) for dest, emailing in rows}
+
+
+_VERDICT_KINDS = ", ".join(str(kind.code) for kind in KINDS.values() if kind.verdicts)
+
+
+def _pick(kind: Kind, bots: str, sums: blocks.Sums) -> tuple[int, int | None]:
+    """(total, unique) of a kind's sums for `bots`; unique None: not counted by flags."""
+    n, firsts, settled, humans, hfirsts = sums
+    if bots == "include" or not kind.verdicts:
+        return (0, 0) if bots == "only" else (n, firsts)
+    if bots == "exclude":
+        return humans, hfirsts
+    return settled - humans, None
 
 
 def _now() -> int:

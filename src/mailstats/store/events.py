@@ -24,8 +24,18 @@ INSERT_COLUMNS: tuple[str, ...] = (
     "destination_id",
     "link_id",
     "first",
+    "reasons",
+    "settled",
     *VALUE_COLUMNS,
 )
+
+# The one condition for "a person's event, and settled": what `bots=exclude` shows (and what
+# anything else that must never see a machine's event may select on), for events `e`.
+# Kinds without verdicts are always both.
+HUMAN_SETTLED = "e.settled = 1 AND e.verdict = 0"
+# ... and for `bots=only`: settled machine events.
+MACHINE_SETTLED = "e.settled = 1 AND e.verdict <> 0"
+BOTS = ("include", "exclude", "only")
 
 
 # Found by the indexer from the address (mailstats.geo): stored beside INSERT_COLUMNS.
@@ -51,6 +61,7 @@ class Filter:
     end: int | None = None
     unique: bool = False
     conditions: Sequence[Condition] = field(default_factory=tuple)
+    bots: str = "include"  # one of BOTS
 
 
 _USES_D = re.compile(r"\bd\.")
@@ -85,6 +96,8 @@ def event_row(event: Event, first: int) -> tuple[Any, ...]:
         event.destination_id,
         event.link_id,
         first,
+        event.reasons,
+        0 if event.kind.verdicts else 1,
         *values.values(),
     )
 
@@ -103,6 +116,7 @@ def select_expressions(kind: Kind) -> dict[str, str]:
         "asn": "nullif(nw.asn, 0)",
         "asnorg": "nw.name",
     }
+    known.update({x.name: f"e.{x.source}" for x in kind.shown_extras})
     return {name: known.get(name, f"e.{name}") for name in kind.fields}
 
 
@@ -141,8 +155,7 @@ def where(kind: Kind, scope: Scope, flt: Filter, mark: str, like: str, ts: str =
         q.add(f"{ts} >= ?", flt.begin)
     if flt.end is not None:
         q.add(f"{ts} <= ?", flt.end)
-    if flt.unique:
-        q.add("e.first = 1")
+    _bots(q, kind, flt)
     expressions = select_expressions(kind)
     for cond in flt.conditions:
         if cond.op not in _OPERATORS or cond.field not in expressions:
@@ -152,6 +165,32 @@ def where(kind: Kind, scope: Scope, flt: Filter, mark: str, like: str, ts: str =
         escape = " ESCAPE ''" if like == "ILIKE" and "LIKE" in op else ""
         q.add(f"{expressions[cond.field]} {op} ?{escape}", cond.value)
     return q
+
+
+def _bots(q: Query, kind: Kind, flt: Filter) -> None:
+    """`bots=` and `unique=`: with `exclude`, unique is the earliest settled human event of
+    each pair (`hfirst`); with `only`, the earliest settled machine event (no flag keeps
+    that one: a subquery finds it)."""
+    if flt.bots not in BOTS:
+        raise ValueError(f"bad bots value {flt.bots!r}")
+    if flt.bots == "include" or not kind.verdicts:
+        if flt.bots == "only":
+            q.add("1 = 0")  # no machine events of this kind
+        elif flt.unique:
+            q.add("e.first = 1")
+        return
+    if flt.bots == "exclude":
+        q.add(HUMAN_SETTLED)
+        if flt.unique:
+            q.add("e.hfirst = 1")
+        return
+    q.add(MACHINE_SETTLED)
+    if flt.unique:
+        q.add(
+            "NOT EXISTS (SELECT 1 FROM events x WHERE x.destination_id = e.destination_id"
+            " AND x.kind = e.kind AND x.link_id = e.link_id AND x.settled = 1 AND x.verdict <> 0"
+            " AND (x.ts < e.ts OR (x.ts = e.ts AND x.id < e.id)))"
+        )
 
 
 def joins(kind: Kind, text: str) -> str:

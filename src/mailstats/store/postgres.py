@@ -23,7 +23,7 @@ from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
 from mailstats.kinds import CLICKS, DELIVERIES, ERRORS, IMPRESSIONS, KINDS
-from mailstats.store import queries
+from mailstats.store import queries, verdicts
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import CaptureLog, PostgresCapture
 from mailstats.store.derive import Derived
@@ -130,7 +130,7 @@ class PostgresBackend(Backend):
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
 
-    def insert_events(self, events: Sequence[Event]) -> int:
+    def insert_events(self, events: Sequence[Event], now: float | None = None) -> int:
         """Write a batch in one transaction; return how many events were new.
 
         The transaction first takes EVENTS_LOCK, so writers (threads, processes, nodes) commit
@@ -148,7 +148,7 @@ class PostgresBackend(Backend):
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             # BEGIN, lock and insert go out together, then COMMIT: two round trips
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
-            new = self._insert(conn, events, added)
+            new = self._insert(conn, events, added, now)
         self._network_ids.update(added)  # committed
         return new
 
@@ -157,6 +157,7 @@ class PostgresBackend(Backend):
         conn: psycopg.Connection[Any],
         events: Sequence[Event],
         added: dict[tuple[int, str], int],
+        now: float | None = None,
     ) -> int:
         """The insert itself, inside the caller's transaction, which holds EVENTS_LOCK."""
         if not events:
@@ -165,12 +166,47 @@ class PostgresBackend(Backend):
         names, params = _batch(events)
         places = self._places(conn, _addresses(events), added) if "ip" in names else None
         sql = _insert_sql(names, bits, geo=places is not None)
+        stored = _last_id(conn)
+        captured = [(e.key, e.kind.code, e.values[0], e.values[1]) for e in events
+                    if e.kind.verdicts and len(e.values) >= 2]  # fmt: skip
         # never prepared: a generic plan, blind to the batch, runs about twice as slow
         row = conn.execute(sql, [*(places or ()), *params], prepare=False).fetchone()
         assert row is not None
         new, unseated_ids, unseated_ts = row
         _unseat(conn, unseated_ids, unseated_ts, bits)
+        self._verdicts(conn, stored, now, captured=captured)
         return int(new)
+
+    def _verdicts(self, conn: psycopg.Connection[Any], stored: int | None,
+                  now: float | None = None, fresh: str = "{a}.id > %s",
+                  args: Sequence[int] = (),
+                  captured: Sequence[verdicts.Captured] = ()) -> None:  # fmt: skip
+        """The verdict steps (store/verdicts.py) for the events above ID `stored` (None:
+        only those due to settle), inside the caller's transaction."""
+        now = time.time() if now is None else now
+        if stored is None and not args:
+            fresh, args = verdicts.NOTHING, ()
+        elif stored is not None:
+            args = (stored,)
+        verdicts.step(conn, verdicts.POSTGRES, fresh, args, now, self.rules, self.block_bits(),
+                      captured)  # fmt: skip
+
+    def settle(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.pool.connection() as conn:
+            if not verdicts.due(conn, verdicts.POSTGRES, now, self.rules):
+                return
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+            self._verdicts(conn, None, now)
+
+    def rescore(self, destinations: Sequence[int], now: float | None = None) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+            verdicts.reset(conn, verdicts.POSTGRES, destinations, self.block_bits())
+            fresh = f"{{a}}.destination_id IN ({', '.join('%s' for _ in destinations)})"
+            stored = conn.execute(verdicts.stored_sql(verdicts.POSTGRES, fresh), destinations)
+            self._verdicts(conn, None, now, fresh, destinations, stored.fetchall())
 
     @property
     def capture(self) -> CaptureLog:
@@ -181,7 +217,11 @@ class PostgresBackend(Backend):
         transaction: a failure anywhere puts them back."""
         if not self.fetch("SELECT 1 FROM capture_log LIMIT 1"):
             if self._capture is not self._table:
-                return self._derive_stream(limit)
+                done = self._derive_stream(limit)
+                if not done.taken:
+                    self.settle()  # only verdicts whose window has passed, if any
+                return done
+            self.settle()  # only verdicts whose window has passed, if any
             return Derived()  # nothing waits: no lock, no transaction
         bits = self.block_bits()
         for _ in range(2):
@@ -251,10 +291,14 @@ class PostgresBackend(Backend):
             places = self._places(conn, listed[1] or (), added)
         sql = _insert_sql(_LOG_COLUMNS, bits, source, places is not None)
         params = [*(places or ()), taking]
+        stored = _last_id(conn)
+        # the hits' address and agent as captured, before privacy trims what is stored
+        hits = conn.execute(verdicts.POSTGRES_CAPTURED, (limit,)).fetchall()
         row = conn.execute(sql, params, prepare=False).fetchone()
         assert row is not None
         new, unseated_ids, unseated_ts, taken, batched, captured = row
         _unseat(conn, unseated_ids, unseated_ts, bits)
+        self._verdicts(conn, stored, captured=hits)
         return Derived(int(taken), int(new), int(taken) - int(batched),
                        [float(captured)])  # fmt: skip
 
@@ -357,6 +401,13 @@ class PostgresBackend(Backend):
         self.pool.close()
 
 
+def _last_id(conn: psycopg.Connection[Any]) -> int:
+    """The highest event ID drawn so far (under EVENTS_LOCK: no one else draws one)."""
+    row = conn.execute("SELECT last_value, is_called FROM events_id_seq").fetchone()
+    assert row is not None
+    return int(row[0]) if row[1] else int(row[0]) - 1
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_dumper(str, _TextBinary)
     conn.adapters.register_dumper(str, _Text)  # the last registered is the default
@@ -387,6 +438,8 @@ _INSERT_TYPES = {
     "emailing_id": "bigint",
     "destination_id": "bigint",
     "link_id": "bigint",
+    "reasons": "integer",
+    "settled": "smallint",
     **{c.name: "bigint" if c.type == "int" else "text" for k in KINDS.values() for c in k.columns},
 }
 _FIRST = INSERT_COLUMNS.index("first")
@@ -419,8 +472,9 @@ def _addresses(events: Sequence[Event]) -> set[str]:
 
 
 _LOG_COLUMNS = ("kind", "key", "ts", "account_id", "emailing_id", "destination_id", "link_id",
-                *VALUE_COLUMNS)  # fmt: skip
+                "reasons", "settled", *VALUE_COLUMNS)  # fmt: skip
 _BOUNDS = {c.name: c.max_length for k in KINDS.values() for c in k.columns if c.type != "int"}
+_VERDICT_KINDS = ", ".join(str(k.code) for k in KINDS.values() if k.verdicts)
 # The oldest `limit` rows of the log: their time span.
 _LOG_SPAN = """
 SELECT min(ts), max(ts) FROM (SELECT ts FROM capture_log ORDER BY id LIMIT %s) oldest
@@ -454,7 +508,8 @@ taken AS (
     SELECT t.kind, t.key, t.ts,
         CASE WHEN t.account_id = 0 THEN d.account_id ELSE t.account_id END AS account_id,
         CASE WHEN t.account_id = 0 THEN d.emailing_id ELSE t.emailing_id END AS emailing_id,
-        t.destination_id, t.link_id,
+        t.destination_id, t.link_id, t.reasons,
+        CASE WHEN t.kind IN ({_VERDICT_KINDS}) THEN 0 ELSE 1 END AS settled,
         {", ".join(f"left(t.{n}, {_BOUNDS[n]}) AS {n}" if n in _BOUNDS else f"t.{n}" for n in VALUE_COLUMNS)},
         t.id AS n
     FROM taken t

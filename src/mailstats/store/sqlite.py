@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from typing import IO
 
-from mailstats.store import queries
+from mailstats.store import queries, verdicts
 from mailstats.store import sqlite_batch as batch
 from mailstats.store.base import BLOCK_BITS, Backend, Cursor, Event, Params, Row
 from mailstats.store.capture import SQLiteCapture
@@ -109,11 +109,11 @@ class SQLiteBackend(Backend):
         )
         self.capture  # noqa: B018 - makes the file and its table
         cur.execute("ATTACH DATABASE ? AS cap", (self._capture_path,))
-        for statement in batch.STAGING:
+        for statement in (*batch.STAGING, verdicts.SQLITE_HINTS):
             cur.execute(statement)
         self._staging = True
 
-    def insert_events(self, events: Sequence[Event]) -> int:
+    def insert_events(self, events: Sequence[Event], now: float | None = None) -> int:
         """Insert new events with set-based SQL; return how many were new.
 
         In each (kind, destination, link) group the earliest event is `first`, ties going
@@ -127,15 +127,17 @@ class SQLiteBackend(Backend):
         rows = [(n, *event_row(event, 0)) for n, event in enumerate(events)]
         with self._transaction() as cur:
             cur.executemany(self._stage_rows, rows)
-            return self._derive_staged(cur)[0]
+            return self._derive_staged(cur, now)[0]
 
-    def _derive_staged(self, cur: sqlite3.Cursor) -> tuple[int, int]:
+    def _derive_staged(self, cur: sqlite3.Cursor, now: float | None = None) -> tuple[int, int]:
         """Store what is staged; return (events new, hits dropped)."""
         cur.execute(batch.RESOLVE)
         dropped = max(0, cur.execute(batch.DROP).rowcount)
         cur.execute(batch.REPLAYS)
+        captured = cur.execute(verdicts.SQLITE_CAPTURED).fetchall()  # before any trimming
         low, high, count, stored = cur.execute(batch.SPAN).fetchone()
         if not count:
+            self._verdicts(cur, verdicts.NOTHING, (), now)
             return 0, dropped
         if high - low + 1 == count:
             cur.execute(batch.IDS_RUN, (stored + 1 - low,))
@@ -152,7 +154,29 @@ class SQLiteBackend(Backend):
             cur.execute(statement.format(bits=bits, located=located))
         self._located = {}
         cur.execute(batch.OUTBOX)
+        self._verdicts(cur, "{a}.id > ?", (stored,), now, captured)
         return int(cur.execute("SELECT count(*) FROM temp.batch").fetchone()[0]), dropped
+
+    def _verdicts(self, cur: sqlite3.Cursor, fresh: str, args: Sequence[int],
+                  now: float | None = None, captured: Sequence[verdicts.Captured] = ()) -> None:  # fmt: skip
+        """The verdict steps (store/verdicts.py) for the events `fresh` selects."""
+        now = time.time() if now is None else now
+        verdicts.step(cur, verdicts.SQLITE, fresh, args, now, self.rules, self.block_bits(),
+                      captured)  # fmt: skip
+
+    def settle(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        if not verdicts.due(self._reader(), verdicts.SQLITE, now, self.rules):
+            return
+        with self._transaction() as cur:
+            self._verdicts(cur, verdicts.NOTHING, (), now)
+
+    def rescore(self, destinations: Sequence[int], now: float | None = None) -> None:
+        with self._transaction() as cur:
+            verdicts.reset(cur, verdicts.SQLITE, destinations, self.block_bits())
+            fresh = f"{{a}}.destination_id IN ({', '.join('?' for _ in destinations)})"
+            stored = cur.execute(verdicts.stored_sql(verdicts.SQLITE, fresh), destinations)
+            self._verdicts(cur, fresh, destinations, now, stored.fetchall())
 
     def _locate(self, cur: sqlite3.Cursor) -> bool:
         """The staged events' country and network, from their full address (mailstats.geo),
@@ -205,6 +229,7 @@ class SQLiteBackend(Backend):
         are committed, so a crash in between derives them again, and their keys store them
         once. `trim` False leaves them there (to show exactly that)."""
         if not self.capture.waiting():
+            self.settle()  # only verdicts whose window has passed, if any
             return Derived()  # nothing waits: no write transaction either
         with self._transaction() as cur:
             span = cur.execute(

@@ -11,6 +11,7 @@ from mailstats.kinds import CLICKS, DELIVERIES, ERRORS, IMPRESSIONS, KINDS
 from mailstats.store.events import GEO_COLUMNS, INSERT_COLUMNS, VALUE_COLUMNS
 
 _VALUES = ", ".join(VALUE_COLUMNS)
+VERDICT_KINDS = ", ".join(str(kind.code) for kind in KINDS.values() if kind.verdicts)
 _BOUNDS = {c.name: c.max_length for kind in KINDS.values() for c in kind.columns}
 
 # One row per event in batch order (n). `hit`: captured by a tracking endpoint, with its
@@ -21,6 +22,7 @@ STAGING = (
         n INTEGER PRIMARY KEY, id INTEGER, kind INTEGER, key BLOB UNIQUE, ts INTEGER,
         account_id INTEGER, emailing_id INTEGER, destination_id INTEGER, link_id INTEGER,
         first INTEGER NOT NULL DEFAULT 0, retried INTEGER NOT NULL DEFAULT 0,
+        reasons INTEGER NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 1,
         hit INTEGER NOT NULL DEFAULT 0, country TEXT, network_id INTEGER, {_VALUES})""",
     "CREATE TEMP TABLE IF NOT EXISTS ranks (k INTEGER PRIMARY KEY, n INTEGER UNIQUE)",
 )
@@ -41,9 +43,9 @@ def _bounded(name: str) -> str:
 # (Staging keeps the first of the rows that name one key: a key twice is a replay.)
 STAGE_LOG = f"""
 INSERT OR IGNORE INTO temp.batch (n, kind, key, ts, account_id, emailing_id, destination_id, link_id,
-    hit, {_VALUES})
+    hit, reasons, settled, {_VALUES})
 SELECT id, kind, key, ts, account_id, emailing_id, destination_id, link_id, account_id = 0,
-    {", ".join(_bounded(name) for name in VALUE_COLUMNS)}
+    reasons, kind NOT IN ({VERDICT_KINDS}), {", ".join(_bounded(name) for name in VALUE_COLUMNS)}
 FROM cap.log WHERE id >= ? AND id <= ?
 """
 # Hits get their account and emailing; those naming no destination, or a link of another

@@ -24,6 +24,7 @@ class Urls:
     pixel: str
     unsubscribe: str
     message_id: str
+    trap: str | None = None  # the trap link's click URL, rendered where no person sees it
 
 
 def message_id(base_url: str, dest: Destination) -> str:
@@ -31,20 +32,23 @@ def message_id(base_url: str, dest: Destination) -> str:
     return f"<{dest.message_key}@{urlsplit(base_url).hostname or 'localhost'}>"
 
 
-def urls(base_url: str, signer: Signer, dest: Destination) -> Urls:
-    """The signed tracking URLs of one destination, under the public base URL."""
+def urls(base_url: str, signer: Signer, dest: Destination, trap: Link | None = None) -> Urls:
+    """The signed tracking URLs of one destination, under the public base URL; `trap`:
+    the emailing's trap link."""
     sign = signer.sign
     return Urls(
         click=lambda link_id: f"{base_url}/c/{sign(Purpose.CLICK, dest.id, link_id)}",
         pixel=f"{base_url}/o/{sign(Purpose.OPEN, dest.id)}",
         unsubscribe=f"{base_url}/u/{sign(Purpose.UNSUBSCRIBE, dest.id)}",
         message_id=message_id(base_url, dest),
+        trap=None if trap is None else f"{base_url}/c/{sign(Purpose.CLICK, dest.id, trap.id)}",
     )
 
 
 def html(emailing: Emailing, links: Sequence[Link], urls: Urls) -> str:
-    """The template with each tracked link replaced and the open pixel added."""
-    return render(emailing.html, [(k.start, k.stop, urls.click(k.id)) for k in links], urls.pixel)
+    """The template with each tracked link replaced, the open pixel and the trap added."""
+    spans = [(k.start, k.stop, urls.click(k.id)) for k in links]
+    return render(emailing.html, spans, urls.pixel, urls.trap)
 
 
 class _Text(HTMLParser):

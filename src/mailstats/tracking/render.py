@@ -27,6 +27,8 @@ _ATTRIBUTE = re.compile(
 _NEWLINE = re.compile("\n")
 _BODY_CLOSE = re.compile(r"</body", re.IGNORECASE | re.ASCII)
 _FIELD = re.compile(r"\{\$(profile|subprofile)\.([A-Za-z0-9_]+)\}")
+# Hidden from sight, from screen readers and from the keyboard; no text to click.
+_TRAP = '<a href="{}" aria-hidden="true" tabindex="-1" style="display:none"></a>'
 _PIXEL = (
     '<img src="{}" width="1" height="1" alt="" style="display:none;border:0;width:1px;height:1px">'
 )
@@ -59,19 +61,27 @@ def extract_links(html: str) -> list[LinkSpan]:
     return links
 
 
-def render(html: str, replacements: Sequence[tuple[int, int, str]], pixel_url: str | None) -> str:
-    """Return html with each (start, end) span replaced and the open pixel added.
+def render(
+    html: str,
+    replacements: Sequence[tuple[int, int, str]],
+    pixel_url: str | None,
+    trap_url: str | None = None,
+) -> str:
+    """Return html with each (start, end) span replaced, the open pixel and the trap added.
 
-    The pixel goes just before the last </body, or at the end without one.
+    The pixel goes just before the last </body, or at the end without one; the trap link
+    (`trap_url`, an empty link that no person sees or can reach) just before the pixel.
 
     >>> render('<a href="x">y</a></body>', [(9, 10, "z")], None)
     '<a href="z">y</a></body>'
     """
     _check_spans(replacements, len(html))
     edits = list(replacements)
-    if pixel_url is not None:
+    if pixel_url is not None or trap_url is not None:
         at = _pixel_offset(html, replacements)
-        pixel = _PIXEL.format(htmllib.escape(pixel_url, quote=True))
+        pixel = "" if trap_url is None else _TRAP.format(htmllib.escape(trap_url, quote=True))
+        if pixel_url is not None:
+            pixel += _PIXEL.format(htmllib.escape(pixel_url, quote=True))
         edits.insert(bisect.bisect_left(edits, (at, at), key=lambda e: e[:2]), (at, at, pixel))
     pieces: list[str] = []
     done = 0

@@ -102,6 +102,7 @@ class App:
             capture_replicas=settings.capture_replicas,
             capture_timeout=settings.commit_deadline_ms / 1000,
             geo=Geo(settings.geo, settings.geo_paths),
+            rules=settings.verdict_rules(),
         )
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         self.store.backend.capture.start()

@@ -22,6 +22,8 @@ from mailstats.addresses import EMAIL_PATTERN
 from mailstats.ingest import REPORTED
 from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.reports import REASONS
+from mailstats.verdicts import REASONS as VERDICT_REASONS
+from mailstats.verdicts import VERDICTS
 from mailstats.web import openapi_charts, openapi_privacy, openapi_webhooks, ops
 from mailstats.web.api import (
     charts,
@@ -153,6 +155,13 @@ FIELDS: dict[str, Schema] = {
 }
 
 
+# The fields `extended=true` adds to clicks and opens.
+EXTENDED: dict[str, Schema] = {
+    "verdict": {"type": "string", "enum": list(VERDICTS)},
+    "reasons": {"type": "array", "items": {"type": "string", "enum": list(VERDICT_REASONS)}},
+}
+
+
 def _named(*names: str) -> Schema:
     return _object({name: FIELDS.get(name, TEXT) for name in names})
 
@@ -168,13 +177,15 @@ GEO: dict[str, Schema] = {
 
 
 def item(kind: Kind) -> Schema:
-    """One item of a statistics list, its fields in API order (those of `extended=true`
-    allowed, not required)."""
-    columns = {c.name: c for c in kind.columns}
-    wide = kind.extended()
+    """One item of a statistics list, its fields in API order; those of `extended=true`
+    (the extended columns, kinds.EXTRAS, the geo fields) allowed, not required."""
+    shown = kind.extended()
+    columns = {c.name: c for c in shown.columns}
     properties = {
-        f: _column(kind, columns[f]) if f in columns else GEO.get(f) or FIELDS.get(f, TEXT)
-        for f in wide.fields
+        f: _column(shown, columns[f])
+        if f in columns
+        else GEO.get(f) or EXTENDED.get(f, FIELDS.get(f, TEXT))
+        for f in shown.fields
     }
     return _object(properties, required=list(kind.fields))
 
@@ -230,6 +241,11 @@ EMAILING: Schema = {
     "destinations": COUNT_OUT,
     "type": {"type": "string", "enum": list(emailings.TYPES)},
 }
+# With `extended=true`: implied opens and the errors' reasons.
+_STATISTICS_EXTRA: dict[str, Schema] = {
+    "impressions": {"implied": TALLY},
+    "errors": {"reasons": {"type": "object", "additionalProperties": TALLY}},
+}
 STATISTICS = ("abuses", "clicks", "deliveries", "errors", "impressions", "retries", "unsubscribes")
 SCHEMAS: dict[str, Schema] = {
     "Error": _object({"error": _object({"message": TEXT})}),
@@ -249,7 +265,12 @@ SCHEMAS: dict[str, Schema] = {
     "Statistics": _object(
         {"destinations": COUNT_OUT}
         | {
-            n: _object({"total": TALLY} | ({} if n == "deliveries" else {"unique": TALLY}))
+            n: _object(
+                {"total": TALLY}
+                | ({} if n == "deliveries" else {"unique": TALLY})
+                | _STATISTICS_EXTRA.get(n, {}),
+                required=["total"] if n == "deliveries" else ["total", "unique"],
+            )
             for n in STATISTICS
         }
     ),
@@ -327,15 +348,22 @@ PARAMETERS: dict[str, Schema] = {
     "begintime": _query("begintime", TIME_IN, "Inclusive lower bound, in the account's zone."),
     "endtime": _query("endtime", TIME_IN, "Inclusive upper bound, in the account's zone."),
     "unique": _query("unique", FLAG, "The earliest event per destination (clicks: and link) only."),
+    "bots": _query(
+        "bots",
+        {"type": "string", "enum": ["include", "exclude", "only"]},
+        "Machine clicks and opens: `include` (default, every event), `exclude` (settled human"
+        " events only; `unique`: the earliest human one) or `only` (settled machine events).",
+    ),
+    "extended": _query(
+        "extended",
+        {"type": "string", "enum": ["true", "false", "yes", "no", "1", "0"]},
+        "Add mailstats' own fields: device, os, client, verdict, reasons, country, asn, asnorg"
+        " (clicks and opens), reason (errors); in statistics, implied opens and error reasons.",
+    ),
     "format": _query(
         "format",
         {"type": "string", "enum": ["ndjson", "csv"]},
         "The whole selection, unpaged, streamed as NDJSON or CSV instead of a JSON page.",
-    ),
-    "extended": _query(
-        "extended",
-        FLAG,
-        "mailstats' own fields too (clicks and impressions: country, asn, asnorg); default false.",
     ),
     "groupby": _query(
         "groupby",
@@ -460,7 +488,8 @@ def _list_events(path: str, method: str) -> Iterator[tuple[str, Schema]]:
         ok["200"]["content"]["application/x-ndjson"] = {"schema": TEXT}  # format=ndjson
         ok["200"]["content"]["text/csv"] = {"schema": TEXT}  # format=csv: header row, items
         params = [*PAGING, *BOUNDS, ref("parameters", "unique"), _fields(kind)]
-        params += [ref("parameters", "format"), ref("parameters", "extended")]
+        params += [ref("parameters", "format"), ref("parameters", "bots")]
+        params.append(ref("parameters", "extended"))
         yield here, _operation(method, here, f"List {name}, oldest first", ok, params)
 
 
@@ -586,7 +615,12 @@ BUILDERS: dict[Callable[..., Any], Builder] = {
     statistics.get: _one(
         "Totals and uniques per kind (with groupby=country: per country)",
         _ok(JSON, {"oneOf": [ref("schemas", "Statistics"), ref("schemas", "StatisticsByCountry")]}),
-        [*BOUNDS, ref("parameters", "groupby")],
+        [
+            *BOUNDS,
+            ref("parameters", "bots"),
+            ref("parameters", "extended"),
+            ref("parameters", "groupby"),
+        ],
     ),
     suppressions.list_all: _one(
         "The suppression list: addresses the relay refuses",

@@ -280,8 +280,38 @@ def _optional_int(query: Mapping[str, list[str]], name: str, default: int) -> in
 
 
 def extended(query: Mapping[str, list[str]]) -> bool:
-    """`extended=true`: mailstats' own fields beyond Copernica's (an error's `reason`)."""
-    return _optional_bool(query, "extended", False)
+    """`extended=true`: mailstats' own fields beyond Copernica's (an error's `reason`, the
+    verdict, reasons, device, os and client of clicks and opens). Unlike Copernica's own
+    booleans, a value that is neither true nor false is an error.
+
+    >>> extended(parse_query(b"extended=yes")), extended(parse_query(b""))
+    (True, False)
+    """
+    value = scalar(query, "extended")
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text not in ("true", "false", "yes", "no", "") and _NUMBER.fullmatch(text) is None:
+        raise _invalid("extended", value, "expected true or false")
+    return parse_bool(value)
+
+
+BOTS = ("include", "exclude", "only")
+
+
+def bots(query: Mapping[str, list[str]]) -> str:
+    """`bots=include` (the default: every event, as Copernica lists them), `exclude` (only
+    settled human events) or `only` (only settled machine events).
+
+    >>> bots(parse_query(b"bots=exclude")), bots(parse_query(b""))
+    ('exclude', 'include')
+    """
+    value = scalar(query, "bots")
+    if value is None:
+        return "include"
+    if value not in BOTS:
+        raise _invalid("bots", value, "expected include, exclude or only")
+    return value
 
 
 def _optional_bool(query: Mapping[str, list[str]], name: str, default: bool) -> bool:

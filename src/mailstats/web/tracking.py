@@ -26,6 +26,7 @@ from mailstats.store.base import unavailable
 from mailstats.tracking.devices import hit_values
 from mailstats.tracking.render import personalise
 from mailstats.tracking.tokens import Purpose
+from mailstats.verdicts import HEAD
 from mailstats.web import access
 from mailstats.web.context import State
 
@@ -44,6 +45,9 @@ _METHODS = {
 _MAX_UA = 1024
 RETRY_AFTER = b"5"  # seconds a visitor waits when the database is unreachable
 _REDIRECT = [(b"content-length", b"0"), *_NO_CACHE]  # a 302's headers after the location
+# Headers by which browsers and previewers say a request is a prefetch, not a visit.
+_PREFETCH = frozenset({b"purpose", b"sec-purpose", b"x-purpose", b"x-moz"})
+_TRAP_PAGE = b"<!doctype html><title></title>"
 
 
 class EventKeys:
@@ -174,6 +178,23 @@ async def _plain(
     await send({"type": "http.response.body", "body": body})
 
 
+def _head(scope: Scope) -> int:
+    """verdicts.HEAD for a HEAD request or a prefetch, else 0."""
+    if scope["method"] == "HEAD":
+        return HEAD
+    for key, value in scope["headers"]:
+        if key in _PREFETCH and (b"prefetch" in value.lower() or b"preview" in value.lower()):
+            return HEAD
+    return 0
+
+
+async def _page(scope: Scope, send: Send, body: bytes) -> None:
+    headers = [(b"content-type", b"text/html; charset=utf-8"),
+               (b"content-length", str(len(body)).encode()), *_NO_CACHE]  # fmt: skip
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
 def _header(scope: Scope, name: bytes) -> str:
     for key, value in scope["headers"]:
         if key == name:
@@ -242,7 +263,7 @@ class Tracker:
         ip = client_address(scope, self.st.settings.trusted_proxies)
         values: tuple[Any, ...] = hit_values(ip, ua)  # the same five columns for every hit
         return Event(kind, new_key(), int(time.time()), owner[0], owner[1], dest_id, link_id,
-                     values)  # fmt: skip
+                     values, _head(scope))  # fmt: skip
 
     async def _ids(
         self, purpose: Purpose, scope: Scope, send: Send, token: str, methods: bytes
@@ -269,6 +290,9 @@ class Tracker:
         if link is None:
             return await _plain(scope, send, 404, "Not found")
         emailing_id, url = link
+        if not url:  # the trap link no person sees: a machine followed it
+            await self.st.writer.write(self._event(CLICKS, scope, dest_id, link_id))
+            return await _page(scope, send, _TRAP_PAGE)
         owner = (0, 0)
         if "{$" in url:  # personalised: the destination's fields fill it in
             try:
@@ -282,8 +306,8 @@ class Tracker:
             if dest is None or dest[1] != emailing_id:
                 return await _plain(scope, send, 404, "Not found")
             url, owner = personalise(url, dest[2]), (dest[0], dest[1])
-        if scope["method"] == "GET":
-            await self.st.writer.write(self._event(CLICKS, scope, dest_id, link_id, owner))
+        # a HEAD request is kept too (a machine's: verdicts.HEAD)
+        await self.st.writer.write(self._event(CLICKS, scope, dest_id, link_id, owner))
         headers = [(b"location", _location(url)), *_REDIRECT]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
@@ -304,8 +328,7 @@ class Tracker:
         if ids is None:
             return
         method = scope["method"]
-        if method == "GET":
-            await self.st.writer.write(self._event(IMPRESSIONS, scope, ids[0], 0))
+        await self.st.writer.write(self._event(IMPRESSIONS, scope, ids[0], 0))
         headers = [
             (b"content-type", b"image/gif"),
             (b"content-length", str(len(GIF)).encode()),

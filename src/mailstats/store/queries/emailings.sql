@@ -14,5 +14,9 @@ FROM emailings WHERE id = :id AND account_id = :account_id;
 -- The template's links; those the relay added from later messages (start < 0) sit nowhere in it.
 SELECT id, start, stop, url FROM links WHERE emailing_id = :emailing_id AND start >= 0 ORDER BY start;
 
+-- name: emailing_trap
+-- The trap link of an emailing (start -2): rendered invisibly into every tracked HTML body.
+SELECT id, start, stop, url FROM links WHERE emailing_id = :emailing_id AND start = -2;
+
 -- name: emailing_count_destinations
 UPDATE emailings SET destinations = destinations + :n WHERE id = :id;

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from mailstats.addresses import address
 from mailstats.errors import InvalidMethod, InvalidParameter
 from mailstats.ingest import whole_number
-from mailstats.store import Destination, Emailing
+from mailstats.store import Destination, Emailing, Link
 from mailstats.timefmt import format_time
 from mailstats.tracking import message
 from mailstats.web import context, params
@@ -109,16 +109,16 @@ async def get_one(request: Request) -> Response:
     )
 
 
-def _tracking_urls(st: context.State, dest: Destination) -> message.Urls:
-    return message.urls(st.settings.base_url, st.signer, dest)
+def _tracking_urls(st: context.State, dest: Destination, trap: Link | None = None) -> message.Urls:
+    return message.urls(st.settings.base_url, st.signer, dest, trap)
 
 
 def _loaded(
     st: context.State, account_id: int, destination_id: int
-) -> tuple[Destination, Emailing, Any]:
+) -> tuple[Destination, Emailing, Any, Link | None]:
     dest = st.read.destination(account_id, destination_id)
     emailing = st.read.emailing(account_id, dest.emailing_id)
-    return dest, emailing, st.read.links(emailing.id)
+    return dest, emailing, st.read.links(emailing.id), st.read.trap_link(emailing.id)
 
 
 async def body(request: Request) -> Response:
@@ -128,8 +128,9 @@ async def body(request: Request) -> Response:
     if part not in ("html", "text", "mime"):
         raise InvalidMethod()
     st = context.state(request)
-    dest, emailing, links = await context.run(_loaded, st, account.id, context.path_id(request))
-    urls = _tracking_urls(st, dest)
+    found = await context.run(_loaded, st, account.id, context.path_id(request))
+    dest, emailing, links, trap = found
+    urls = _tracking_urls(st, dest, trap)
     if part == "html":
         return Response(message.html(emailing, links, urls), media_type="text/html; charset=utf-8")
     if part == "text":

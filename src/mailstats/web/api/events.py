@@ -35,7 +35,7 @@ async def list_events(request: Request) -> Response:
     fmt = params.scalar(query, "format")
     scope = context.scope(request, account.id)
     await context.run(st.read.check_scope, scope)
-    flt = Filter(lp.begin, lp.end, lp.unique, lp.conditions)
+    flt = Filter(lp.begin, lp.end, lp.unique, lp.conditions, params.bots(query))
     if fmt is not None:
         return _stream(st, kind, scope, flt, tz, fmt)
     page = lp.paging

@@ -19,13 +19,14 @@ async def get(request: Request) -> Response:
     st = context.state(request)
     tz = st.zone(account.timezone)
     query = context.query(request)
-    bounds = []
+    bounds: list[int | None] = []
     for name in ("begintime", "endtime"):
         raw = params.scalar(query, name)
         upper = name == "endtime"
         bounds.append(None if raw is None else params.parse_time(raw, tz, name, upper=upper))
     scope = context.scope(request, account.id)
     extended = params.extended(query)
+    bots = params.bots(query)
     groupby = params.scalar(query, "groupby")
     if groupby is not None and groupby not in GROUPINGS:
         raise InvalidParameter(f"Invalid value for parameter 'groupby': {groupby!r}, use country")
@@ -33,8 +34,8 @@ async def get(request: Request) -> Response:
     if groupby == "country":
 
         def grouped() -> dict[str, dict[str, Any]]:
-            st.store.check_scope(scope)
-            return st.store.statistics_by_country(scope, *bounds, reasons=extended)
+            st.read.check_scope(scope)
+            return st.read.statistics_by_country(scope, *bounds, reasons=extended, bots=bots)
 
         groups = await context.run(grouped)
         return context.json(
@@ -46,17 +47,27 @@ async def get(request: Request) -> Response:
             }
         )
 
-    def load() -> tuple[int, dict[str, Any], dict[str, int]]:
+    # implied opens count rows: only asked for with mailstats' own fields (extended=true)
+    implied = extended
+
+    def load() -> tuple[int, dict[str, Any], dict[str, int], int | None]:
         st.read.check_scope(scope)
         reasons = st.read.error_reasons(scope, *bounds) if extended else {}
-        return st.read.destination_count(scope), st.read.statistics(scope, *bounds), reasons
+        opens = st.read.implied_opens(scope, *bounds) if implied else None
+        stats = st.read.statistics(scope, bounds[0], bounds[1], bots)
+        return st.read.destination_count(scope), stats, reasons, opens
 
-    destinations, stats, reasons = await context.run(load)
-    return context.json({"destinations": str(destinations), **_figures(stats, reasons, extended)})
+    destinations, stats, reasons, opens = await context.run(load)
+    return context.json(
+        {"destinations": str(destinations), **_figures(stats, reasons, extended, opens)}
+    )
 
 
-def _figures(stats: dict[str, Any], reasons: dict[str, int], extended: bool) -> dict[str, Any]:
-    """A statistics object's figures, keys in Copernica's order."""
+def _figures(
+    stats: dict[str, Any], reasons: dict[str, int], extended: bool, implied: int | None = None
+) -> dict[str, Any]:
+    """A statistics object's figures, keys in Copernica's order (implied opens: given with
+    `extended=true`)."""
     counts = stats["counts"]
 
     def pair(name: str) -> dict[str, int]:
@@ -64,12 +75,13 @@ def _figures(stats: dict[str, Any], reasons: dict[str, int], extended: bool) -> 
         return {"total": total, "unique": unique}
 
     retries_total, retries_unique = stats["retries"]
+    impressions = pair("impressions")
     return {
         "abuses": pair("abuses"),
         "clicks": pair("clicks"),
         "deliveries": {"total": counts["deliveries"][0]},
         "errors": {**pair("errors"), "reasons": reasons} if extended else pair("errors"),
-        "impressions": pair("impressions"),
+        "impressions": impressions if implied is None else {**impressions, "implied": implied},
         "retries": {"total": retries_total, "unique": retries_unique},
         "unsubscribes": pair("unsubscribes"),
     }
