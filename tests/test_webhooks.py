@@ -24,6 +24,7 @@ from tests.helpers import Mailing, click, error, insert_clicks, insert_events, p
 from tests.receiver import Receiver, receiving
 
 T0 = 1_700_000_000
+CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
 @pytest.fixture
@@ -123,6 +124,31 @@ def test_pushed_events_are_signed_and_equal_to_the_pull_api(
         (200, None, 1),
         (200, None, 3),
     ]
+
+
+def test_an_endpoint_without_machines_gets_settled_human_events_only(
+    app: App, http: TestClient, token: str, m: Mailing, push: Settings, receiver: Receiver
+) -> None:
+    webhook_id, secret = add(http, token, receiver.url, kinds=["clicks"], bots="exclude")
+    insert_clicks(app, m.destinations[0], m.links[0], [T0])  # a person's, settled long ago
+    insert_clicks(app, m.destinations[1], m.links[0], [T0 + 1], ua=CRAWLER)  # a machine's
+    # a minute after the emailing was made (not too soon for a person), verdict not settled
+    later = int(time.time()) + 60
+    insert_clicks(app, m.destinations[0], m.links[1], [later])
+    dispatcher = Dispatcher(app.store, push, start=False)
+    try:
+        for _ in range(3):
+            dispatcher.step()
+        # the machine's click is left out; the unsettled one waits, and all after it
+        assert [int(i["ID"]) for i in verified(secret, receiver)] == [1]
+        assert hook(http, token, webhook_id)["pending"] == 1
+        app.store.settle(later + 61)
+        drained(app, dispatcher)
+    finally:
+        dispatcher.close()
+    people = page(http, token, "ms/clicks", "bots=exclude")["data"]
+    assert [int(i["ID"]) for i in people] == [1, 3]
+    assert verified(secret, receiver) == [{**item, "kind": "clicks"} for item in people]
 
 
 def test_a_retry_keeps_its_webhook_id_and_waits_longer_each_time(

@@ -90,6 +90,7 @@ class Batch:
     events: int
     first_id: int
     last_id: int
+    bots: str = "include"  # "exclude": settled human events only (store.events.HUMAN_SETTLED)
 
     def __repr__(self) -> str:  # the secret never reaches a log line
         return f"Batch(webhook {self.webhook_id}, {self.message_id}, attempt {self.attempt})"
@@ -217,11 +218,12 @@ class Webhooks:
             if cur.rowcount != 1:
                 return None
             cur.execute(self.q["webhook_leased"], key)
-            url, secret, kinds, message_id, attempts, timezone = cur.fetchone()
+            url, secret, kinds, message_id, attempts, timezone, bots = cur.fetchone()
             if message_id is None:
                 message_id = "msg_" + secrets.token_urlsafe(18)
                 ids = {"id": webhook_id, "message_id": message_id, "owner": owner}
-                cur.execute(self.q["webhook_batch_take"], {**ids, "limit": size})
+                take = "webhook_batch_take_settled" if bots == "exclude" else "webhook_batch_take"
+                cur.execute(self.q[take], {**ids, "limit": size})
                 cur.execute(self.q["webhook_batch_start"], ids)
             cur.execute(self.q["webhook_batch_span"], {"id": webhook_id, "message_id": message_id})
             count, first, last = cur.fetchone()
@@ -229,7 +231,7 @@ class Webhooks:
                 cur.execute(self.q["webhook_batch_none"], key)
                 return None
         return Batch(webhook_id, url, secret, mask_kinds(int(kinds)), timezone, message_id,
-                     int(attempts) + 1, int(count), int(first), int(last))  # fmt: skip
+                     int(attempts) + 1, int(count), int(first), int(last), str(bots))  # fmt: skip
 
     def renew(self, webhook_id: int, owner: str, now: float, seconds: float) -> bool:
         """Extend a lease `owner` holds; False if it has lost it."""
@@ -246,15 +248,18 @@ class Webhooks:
         """The batch's events as list rows (fields in API order, as `GET ms/<kind>` reads
         them), in ID order. Read when sent, so an event erased meanwhile is left out.
 
-        Every condition on which events are pushed belongs here."""
+        Every condition on which events are pushed belongs here: with `bots=exclude` the
+        machine events of the batch are left out (its events are all settled: see
+        `webhook_batch_take_settled`), as `GET ms/<kind>?bots=exclude` leaves them out."""
         mark = self.backend.placeholder
+        people = f" AND {ev.HUMAN_SETTLED}" if batch.bots == "exclude" else ""
         found: list[tuple[int, Kind, Row]] = []
         for kind in batch.kinds:
             select = ", ".join(ev.select_expressions(kind).values())
             sql = (
                 f"SELECT {select} FROM events e{ev.joins(kind, select)}"
-                f" WHERE e.kind = {mark} AND e.id IN (SELECT o.event_id FROM webhook_outbox o"
-                f" WHERE o.webhook_id = {mark} AND o.message_id = {mark})"
+                f" WHERE e.kind = {mark}{people} AND e.id IN (SELECT o.event_id"
+                f" FROM webhook_outbox o WHERE o.webhook_id = {mark} AND o.message_id = {mark})"
             )
             rows = self.backend.fetch(sql, [kind.code, batch.webhook_id, batch.message_id])
             found.extend((int(row[0]), kind, row) for row in rows)

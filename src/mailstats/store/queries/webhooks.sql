@@ -52,7 +52,7 @@ WHERE id = :id AND disabled_at IS NULL AND next_at <= :now
   AND (lease_until < :now OR lease_owner = :owner);
 
 -- name: webhook_leased
-SELECT w.url, w.secret, w.kinds, w.message_id, w.attempts, a.timezone
+SELECT w.url, w.secret, w.kinds, w.message_id, w.attempts, a.timezone, w.bots
 FROM webhooks w JOIN accounts a ON a.id = w.account_id
 WHERE w.id = :id AND w.lease_owner = :owner;
 
@@ -69,6 +69,20 @@ UPDATE webhook_outbox SET message_id = :message_id
 WHERE webhook_id = :id AND event_id IN (
     SELECT event_id FROM webhook_outbox WHERE webhook_id = :id AND message_id IS NULL
     ORDER BY event_id LIMIT :limit);
+
+-- name: webhook_batch_take_settled
+-- For an endpoint with bots=exclude: the oldest waiting events up to the first whose verdict
+-- is not settled yet, which waits (with all after it, to keep the order) until it is.
+WITH head AS (
+    SELECT event_id FROM webhook_outbox WHERE webhook_id = :id AND message_id IS NULL
+    ORDER BY event_id LIMIT :limit
+), stop AS (
+    SELECT min(h.event_id) AS at FROM head h JOIN events e ON e.id = h.event_id
+    WHERE e.settled = 0
+)
+UPDATE webhook_outbox SET message_id = :message_id
+WHERE webhook_id = :id AND event_id IN (SELECT event_id FROM head
+    WHERE event_id < coalesce((SELECT at FROM stop), 9223372036854775807));
 
 -- name: webhook_batch_start
 UPDATE webhooks SET message_id = :message_id, attempts = 0
