@@ -166,6 +166,35 @@ def test_the_emailing_page_shows_its_figures(
     assert 'data-kind="unsubscribes"' in recipient.text
 
 
+CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+def test_every_figure_has_a_people_only_switch_and_the_machine_share_is_shown(
+    app: App, http: TestClient, token: str, m: Mailing
+) -> None:
+    a, b = m.destinations
+    ts = utc(2026, 10, 20, 9)  # long settled
+    insert_clicks(app, a, m.links[0], [ts, ts + 600])  # a person's
+    insert_clicks(app, b, m.links[1], [ts + 60], ua=CRAWLER)  # a crawler's
+    insert_events(app, "impressions", a, [ts - 60], ("192.0.2.1", "Mozilla/5.0 (X11)"))
+    sign_in(http, token=token)
+    everyone = http.get(f"/dashboard/emailing/{m.id}").text
+    assert "<strong>everyone</strong>" in everyone
+    assert "0.0% of opens and 33.3% of clicks" in everyone
+    assert "1 opens and 3 clicks in all." in everyone
+    assert re.search(rf'data-link="{m.links[1]}">.*?class="num clicks">1<', everyone)
+    people = http.get(f"/dashboard/emailing/{m.id}?bots=exclude").text
+    assert "<strong>people only</strong>" in people
+    assert "1 opens and 2 clicks in all by people." in people
+    assert "33.3% of clicks" in people  # the share stays the share of every click
+    assert re.search(rf'data-link="{m.links[0]}">.*?class="num clicks">2<', people)
+    assert re.search(rf'data-link="{m.links[1]}">.*?class="num clicks">0<', people)
+    # the chart's table adds up to people's clicks only
+    assert 'id="total-clicks">3<' in everyone and 'id="total-clicks">2<' in people
+    assert 'name="bots" value="exclude"' in people  # kept when the range changes
+    assert http.get(f"/dashboard/emailing/{m.id}?bots=nobody").status_code == 400
+
+
 def test_bad_range_parameters_are_a_400_page(http: TestClient, token: str, m: Mailing) -> None:
     sign_in(http, token=token)
     r = http.get(f"/dashboard/emailing/{m.id}?interval=week")

@@ -52,6 +52,12 @@ def edges(first: date, last: date, interval: str, tz: ZoneInfo) -> list[int]:
     return out
 
 
+def _first(people: bool) -> str:
+    """The flag of each pair's earliest event: of every event, or (`people`) of the settled
+    human ones (`bots=exclude`'s unique)."""
+    return "e.hfirst" if people else "e.first"
+
+
 def _midnight(day: date, tz: ZoneInfo) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
 
@@ -92,11 +98,16 @@ class Charts:
         low, high = self.backend.fetch(sql, q.args)[0]
         return None if low is None else (int(low), int(high))
 
-    def buckets(self, scope: Scope, kind: Kind, bounds: Sequence[int]) -> list[tuple[int, int]]:
-        """(events, firsts) of `kind` in each bucket [bounds[i], bounds[i+1])."""
+    def buckets(
+        self, scope: Scope, kind: Kind, bounds: Sequence[int], people: bool = False
+    ) -> list[tuple[int, int]]:
+        """(events, firsts) of `kind` in each bucket [bounds[i], bounds[i+1]); with `people`,
+        settled human events and the earliest of those (as `bots=exclude`), counted from
+        the rows (the counters count every event)."""
         assert scope.emailing_id is not None and len(bounds) >= 2
+        people = people and kind.verdicts
         size = _slot(bounds)
-        if size % SLOT == 0:  # whole quarter hours: the slot counters add up
+        if size % SLOT == 0 and not people:  # whole quarter hours: the slot counters add up
             return self._slot_buckets(scope, kind, bounds, size)
         out = [[0, 0] for _ in range(len(bounds) - 1)]
         begin, end = bounds[0], bounds[-1]
@@ -117,14 +128,15 @@ class Charts:
                 runs[-1][1] = block
             else:
                 runs.append([block, block])
-        if len(runs) > MAX_RUNS:  # times far out of ID order: read every row once instead
+        if len(runs) > MAX_RUNS or people:  # read every row once instead
             out = [[0, 0] for _ in range(len(bounds) - 1)]
             runs = [[0, 2**62 >> self.backend.block_bits()]]
         bits = self.backend.block_bits()
         size = _slot(bounds)
         for first, last in runs:
             low, high = first << bits, (last + 1) << bits
-            for slot, n, firsts in self._slots(scope, kind, begin, end, low, high, size):
+            rows = self._slots(scope, kind, begin, end, low, high, size, people)
+            for slot, n, firsts in rows:
                 at = bisect.bisect_right(bounds, slot * size) - 1
                 out[at][0] += int(n)
                 out[at][1] += int(firsts or 0)
@@ -154,8 +166,9 @@ class Charts:
         return [(n, f) for n, f in out]
 
     def _slots(
-        self, scope: Scope, kind: Kind, begin: int, end: int, low: int, high: int, size: int
-    ) -> list[Row]:
+        self, scope: Scope, kind: Kind, begin: int, end: int, low: int, high: int, size: int,
+        people: bool = False,
+    ) -> list[Row]:  # fmt: skip
         """(slot, events, firsts) of a range of IDs within [begin, end), slots of `size` s."""
         u = self.backend.unindexed
         q = self._query()
@@ -166,15 +179,19 @@ class Charts:
         q.add(f"{u}e.account_id = ?", scope.account_id)
         q.add(f"{u}e.ts >= ?", begin)
         q.add(f"{u}e.ts < ?", end)
+        if people:
+            q.add(ev.HUMAN_SETTLED)
         sql = (
-            f"SELECT e.ts / {int(size)}, count(*), sum(e.first) FROM events e"
+            f"SELECT e.ts / {int(size)}, count(*), sum({_first(people)}) FROM events e"
             f" WHERE {q.where} GROUP BY e.ts / {int(size)}"
         )
         return self.backend.fetch(sql, q.args)
 
     def _emailing_events(
-        self, scope: Scope, kind: Kind, begin: int | None, end: int | None
+        self, scope: Scope, kind: Kind, begin: int | None, end: int | None, people: bool = False
     ) -> ev.Query:
+        """The emailing's events of `kind` in [begin, end) (with `people`: settled human
+        events only, as `bots=exclude`)."""
         q = self._query()
         q.add("e.emailing_id = ?", scope.emailing_id)
         q.add("e.kind = ?", kind.code)
@@ -183,38 +200,45 @@ class Charts:
             q.add(f"{self.backend.unindexed}e.ts >= ?", begin)
         if end is not None:
             q.add(f"{self.backend.unindexed}e.ts < ?", end)
+        if people and kind.verdicts:
+            q.add(ev.HUMAN_SETTLED)
         return q
 
-    def recipients(self, scope: Scope, kind: Kind, begin: int | None, end: int | None) -> int:
+    def recipients(
+        self, scope: Scope, kind: Kind, begin: int | None, end: int | None, people: bool = False
+    ) -> int:
         """How many recipients have an event of `kind` in [begin, end] (clicks' unique
-        counts are per recipient *and link*; this is per recipient)."""
-        if begin is None and end is None and kind.per_link:
+        counts are per recipient *and link*; this is per recipient); with `people`, a
+        settled human one."""
+        people = people and kind.verdicts
+        if begin is None and end is None and kind.per_link and not people:
             q = self._query()
             q.add("account_id = ?", scope.account_id)
             q.add("emailing_id = ?", scope.emailing_id)
             q.add("kind = ?", kind.code)
             rows = self.backend.fetch(f"SELECT n FROM reach_counts WHERE {q.where}", q.args)
             return int(rows[0][0]) if rows else 0
-        q = self._emailing_events(scope, kind, begin, None if end is None else end + 1)
-        q.add("e.first = 1")
+        q = self._emailing_events(scope, kind, begin, None if end is None else end + 1, people)
+        q.add(f"{_first(people)} = 1")
         sql = f"SELECT count(DISTINCT e.destination_id) FROM events e WHERE {q.where}"
         return int(self.backend.fetch(sql, q.args)[0][0])
 
     def links(
-        self, scope: Scope, clicks: Kind, begin: int | None = None, end: int | None = None
-    ) -> list[LinkCount]:
+        self, scope: Scope, clicks: Kind, begin: int | None = None, end: int | None = None,
+        people: bool = False,
+    ) -> list[LinkCount]:  # fmt: skip
         """Every link of the emailing with its clicks and unique clicks, most clicked first
-        (over all time: from link_counts)."""
-        if begin is None and end is None:
+        (over all time and every event: from link_counts; `people`: settled human ones)."""
+        if begin is None and end is None and not people:
             q = self._query()
             q.add("account_id = ?", scope.account_id)
             q.add("emailing_id = ?", scope.emailing_id)
             sql = f"SELECT link_id, n, firsts FROM link_counts WHERE {q.where}"
         else:
-            q = self._emailing_events(scope, clicks, begin, end)
+            q = self._emailing_events(scope, clicks, begin, end, people)
             sql = (
-                f"SELECT e.link_id, count(*), sum(e.first) FROM events e WHERE {q.where}"
-                " GROUP BY e.link_id"
+                f"SELECT e.link_id, count(*), sum({_first(people)}) FROM events e"
+                f" WHERE {q.where} GROUP BY e.link_id"
             )
         counts = {int(i): (int(n), int(f or 0)) for i, n, f in self.backend.fetch(sql, q.args)}
         rows = self.backend.fetch(self.q["emailing_links"], {"emailing_id": scope.emailing_id})
@@ -222,12 +246,13 @@ class Charts:
         return sorted(found, key=lambda link: (-link.total, link.id))
 
     def clients(
-        self, scope: Scope, opens: Kind, begin: int | None = None, end: int | None = None
-    ) -> list[tuple[str, str, str | None, str | None, int, int]]:
+        self, scope: Scope, opens: Kind, begin: int | None = None, end: int | None = None,
+        people: bool = False,
+    ) -> list[tuple[str, str, str | None, str | None, int, int]]:  # fmt: skip
         """(device, user agent, client, OS, opens, unique opens) of the emailing, most
         frequent first. Over all time they come from client_counts, which keeps the names
         parsed at capture and never the user agents themselves (so the agent is empty)."""
-        if begin is None and end is None:
+        if begin is None and end is None and not people:
             q = self._query()
             q.add("account_id = ?", scope.account_id)
             q.add("emailing_id = ?", scope.emailing_id)
@@ -240,10 +265,10 @@ class Charts:
                 (d, "", c or None, o or None, int(n), int(f))
                 for d, c, o, n, f in self.backend.fetch(sql, q.args)
             ]
-        q = self._emailing_events(scope, opens, begin, end)
+        q = self._emailing_events(scope, opens, begin, end, people)
         sql = (
             "SELECT coalesce(e.device, ''), coalesce(e.useragent, ''), e.client, e.os,"
-            f" count(*), sum(e.first) FROM events e WHERE {q.where}"
+            f" count(*), sum({_first(people and opens.verdicts)}) FROM events e WHERE {q.where}"
             " GROUP BY e.device, e.useragent, e.client, e.os ORDER BY count(*) DESC LIMIT 2000"
         )
         rows = self.backend.fetch(sql, q.args)

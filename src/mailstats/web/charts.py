@@ -112,9 +112,15 @@ def _pair(total: int, unique: int) -> dict[str, int]:
     return {"total": total, "unique": unique}
 
 
-def timeline(store: Store, scope: Scope, rng: Range, tz: ZoneInfo) -> dict[str, Any]:
-    """Opens and clicks per bucket, with totals over the range."""
-    counts = {name: store.charts.buckets(scope, KINDS[name], rng.bounds) for name in TIMELINE_KINDS}
+def timeline(
+    store: Store, scope: Scope, rng: Range, tz: ZoneInfo, people: bool = False
+) -> dict[str, Any]:
+    """Opens and clicks per bucket, with totals over the range (`people`: settled human
+    ones only, as `bots=exclude`)."""
+    counts = {
+        name: store.charts.buckets(scope, KINDS[name], rng.bounds, people)
+        for name in TIMELINE_KINDS
+    }
     buckets = []
     for i, start in enumerate(rng.bounds[:-1]):
         item: dict[str, Any] = {
@@ -145,10 +151,10 @@ def window(rng: Range | None) -> tuple[int | None, int | None]:
     return rng.begin, rng.end
 
 
-def links(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
+def links(store: Store, scope: Scope, rng: Range | None, people: bool = False) -> dict[str, Any]:
     """Every link with its clicks, unique clicks and share of all clicks."""
     begin, end = window(rng)
-    found = store.charts.links(scope, CLICKS, begin, end)
+    found = store.charts.links(scope, CLICKS, begin, end, people)
     total = sum(link.total for link in found)
     return {
         "emailing": scope.emailing_id,
@@ -167,12 +173,12 @@ def links(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
     }
 
 
-def clients(store: Store, scope: Scope, rng: Range | None) -> dict[str, Any]:
+def clients(store: Store, scope: Scope, rng: Range | None, people: bool = False) -> dict[str, Any]:
     """Opens by device and by mail client."""
     begin, end = window(rng)
     devices: dict[str, list[int]] = {}
     agents: dict[tuple[str, str], list[int]] = {}
-    rows = store.charts.clients(scope, IMPRESSIONS, begin, end)
+    rows = store.charts.clients(scope, IMPRESSIONS, begin, end, people)
     for device, useragent, name, system, total, unique in rows:
         # an agent no longer kept (useragent=parsed, retention): the names parsed at capture
         named = (name, system or "Other") if name and not useragent else client(useragent)

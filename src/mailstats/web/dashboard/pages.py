@@ -19,7 +19,7 @@ from mailstats.kinds import ABUSES, CLICKS, ERRORS, KINDS, UNSUBSCRIBES
 from mailstats.serialize import csv_chunks
 from mailstats.store import Account, Filter, Scope, Store
 from mailstats.store.charts import edges
-from mailstats.web import charts, context
+from mailstats.web import charts, context, params
 from mailstats.web.dashboard import auth, clickmap
 from mailstats.web.dashboard.render import page
 
@@ -37,20 +37,34 @@ def _int(request: Request, name: str, default: int) -> int:
     return int(raw)
 
 
-def _figures(store: Store, scope: Scope, begin: int | None, end: int | None) -> dict[str, Any]:
-    """Recipients with an event of each kind (deliveries: their total), and totals."""
-    stats = store.statistics(scope, begin, end)["counts"]
+def _figures(
+    store: Store, scope: Scope, begin: int | None, end: int | None, people: bool = False
+) -> dict[str, Any]:
+    """Recipients with an event of each kind (deliveries: their total), and totals; with
+    `people`, of settled human events only (`bots=exclude`). `machines` is the share of
+    opens and clicks that are settled machine events (from the counters)."""
+    bots = "exclude" if people else "include"
+    stats = store.statistics(scope, begin, end, bots)["counts"]
     out: dict[str, Any] = {name: pair[1] for name, pair in stats.items()}
     out["deliveries"] = stats["deliveries"][0]
-    out["clicks"] = store.charts.recipients(scope, CLICKS, begin, end)
+    out["clicks"] = store.charts.recipients(scope, CLICKS, begin, end, people)
     out["totals"] = {name: pair[0] for name, pair in stats.items()}
+    every = stats if not people else store.statistics(scope, begin, end)["counts"]
+    machines = store.statistics(scope, begin, end, "only")["counts"]
+    out["machines"] = {
+        name: round(machines[name][0] / every[name][0], 4) if every[name][0] else 0.0
+        for name in ("impressions", "clicks")
+    }
     return out
 
 
-def _countries(store: Store, scope: Scope, begin: int, end: int) -> list[dict[str, Any]]:
+def _countries(
+    store: Store, scope: Scope, begin: int, end: int, people: bool = False
+) -> list[dict[str, Any]]:
     """Clicks and opens per country of origin, with each country's share of both."""
     rows = []
-    for country, found in store.statistics_by_country(scope, begin, end).items():
+    bots = "exclude" if people else "include"
+    for country, found in store.statistics_by_country(scope, begin, end, bots=bots).items():
         clicks, unique = found["counts"]["clicks"]
         opens = found["counts"]["impressions"][0]
         if clicks or opens:
@@ -128,8 +142,9 @@ def _emailing_page(
     scope = Scope(account.id, emailing_id=emailing_id)
     emailing = store.emailing(account.id, emailing_id)
     rng = charts.resolve_range(store, scope, emailing, tz, query)
+    people = params.bots(query) == "exclude"  # the human-only switch
     begin, end = charts.window(rng)
-    links = charts.links(store, scope, rng)
+    links = charts.links(store, scope, rng, people)
     per_link = {int(item["ID"]): int(item["total"]) for item in links["data"]}
     dests = store.destinations(
         account.id, emailing_id, start=recipients_page * PAGE_SIZE, limit=PAGE_SIZE, total=False
@@ -137,12 +152,13 @@ def _emailing_page(
     return {
         "emailing": emailing,
         "range": rng,
-        "figures": _figures(store, scope, begin, None if end is None else end - 1),
-        "timeline": charts.timeline(store, scope, rng, tz),
+        "people": people,
+        "figures": _figures(store, scope, begin, None if end is None else end - 1, people),
+        "timeline": charts.timeline(store, scope, rng, tz, people),
         "links": links,
         "clickmap": clickmap.render(emailing.html, store.links(emailing_id), per_link),
-        "clients": charts.clients(store, scope, rng),
-        "countries": _countries(store, scope, rng.begin, rng.end - 1),
+        "clients": charts.clients(store, scope, rng, people),
+        "countries": _countries(store, scope, rng.begin, rng.end - 1, people),
         "bounces": charts.bounces(store, scope, rng),
         "recent": {
             "errors": store.charts.recent(scope, ERRORS, "errorcode", begin, end),
