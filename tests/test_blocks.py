@@ -68,6 +68,13 @@ FACETS = {
         " GROUP BY account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '')"
         " ORDER BY 1, 2, 3, 4",
     ),
+    "countries": (
+        "SELECT account_id, emailing_id, kind, country, n, firsts FROM country_counts"
+        " ORDER BY 1, 2, 3, 4",
+        "SELECT account_id, emailing_id, kind, coalesce(country, ''), count(*), sum(first)"
+        " FROM events GROUP BY account_id, emailing_id, kind, coalesce(country, '')"
+        " ORDER BY 1, 2, 3, 4",
+    ),
     "clickers": (
         "SELECT account_id, emailing_id, kind, n FROM reach_counts ORDER BY 1, 2, 3",
         "SELECT account_id, emailing_id, 1, count(DISTINCT destination_id) FROM events"
@@ -254,7 +261,7 @@ def test_a_database_from_before_the_dashboard_counters_gets_them_from_its_events
     with store.backend.transaction() as cur:
         for table in (
             "slot_counts", "link_counts", "client_counts", "clickers", "reach_counts",
-            "bounce_counts", "bouncers",
+            "bounce_counts", "bouncers", "country_counts",
         ):  # fmt: skip
             cur.execute(f"DROP TABLE {table}")
         cur.execute("DELETE FROM schema_migrations WHERE name LIKE '0012%'")

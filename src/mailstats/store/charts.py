@@ -274,6 +274,21 @@ class Charts:
         rows = self.backend.fetch(sql, q.args)
         return [(d, u, c, o, int(n), int(f or 0)) for d, u, c, o, n, f in rows]
 
+    def countries(
+        self, scope: Scope, kinds: Sequence[Kind]
+    ) -> list[tuple[str, dict[int, tuple[int, int]]]]:
+        """(country, {kind code: (events, firsts)}) of the emailing over all time, from
+        country_counts ("" for unknown)."""
+        q = self._query()
+        q.add("account_id = ?", scope.account_id)
+        q.add("emailing_id = ?", scope.emailing_id)
+        codes = ", ".join(str(int(kind.code)) for kind in kinds)
+        sql = f"SELECT country, kind, n, firsts FROM country_counts WHERE {q.where} AND kind IN ({codes})"
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for country, code, n, firsts in self.backend.fetch(sql, q.args):
+            out.setdefault(str(country), {})[int(code)] = (int(n), int(firsts))
+        return list(out.items())
+
     def bounces(
         self, scope: Scope, errors: Kind, begin: int | None = None, end: int | None = None
     ) -> list[tuple[str, str, int, int]]:

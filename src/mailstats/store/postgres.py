@@ -528,7 +528,7 @@ _UNSEAT = f"""
 WITH unseated AS (
     UPDATE events SET first = 0 WHERE id = %s AND ts = %s AND first = 1
     RETURNING account_id, kind, id >> {{bits}} AS block, emailing_id, ts, link_id, device,
-        client, os
+        client, os, country
 ), blocks AS (
     UPDATE event_blocks b SET firsts = b.firsts - 1 FROM unseated u
     WHERE (b.account_id, b.kind, b.block, b.emailing_id)
@@ -537,6 +537,10 @@ WITH unseated AS (
     UPDATE slot_counts s SET firsts = s.firsts - 1 FROM unseated u
     WHERE (s.account_id, s.emailing_id, s.kind, s.slot)
         = (u.account_id, u.emailing_id, u.kind, u.ts / 900)
+), countries AS (
+    UPDATE country_counts c SET firsts = c.firsts - 1 FROM unseated u
+    WHERE (c.account_id, c.emailing_id, c.kind, c.country)
+        = (u.account_id, u.emailing_id, u.kind, coalesce(u.country, ''))
 ), links AS (
     UPDATE link_counts l SET firsts = l.firsts - 1 FROM unseated u
     WHERE u.kind = {CLICKS.code} AND (l.account_id, l.link_id) = (u.account_id, u.link_id)
@@ -636,7 +640,7 @@ WITH {places}{batch}, fresh AS (
     FROM fresh f LEFT JOIN won w ON w.n = f.n{private}{" LEFT JOIN places g ON g.ip = f.ip" if geo else ""}
     ORDER BY f.n
     RETURNING id, key, {group}, ts, first, account_id, emailing_id, attempts, device,
-        client, os, errortype, errorcode{flagged}
+        client, os, errortype, errorcode, country{flagged}
 ), counted AS (
     INSERT INTO event_blocks AS t (account_id, kind, block, emailing_id,
         n, firsts, min_ts, max_ts, retries, retried)
@@ -652,6 +656,12 @@ WITH {places}{batch}, fresh AS (
     SELECT account_id, emailing_id, kind, ts / 900, count(*), sum(first) FROM added
     GROUP BY account_id, emailing_id, kind, ts / 900
     ON CONFLICT (account_id, emailing_id, kind, slot) DO UPDATE SET
+        n = t.n + excluded.n, firsts = t.firsts + excluded.firsts
+), per_country AS (
+    INSERT INTO country_counts AS t (account_id, emailing_id, kind, country, n, firsts)
+    SELECT account_id, emailing_id, kind, coalesce(country, ''), count(*), sum(first) FROM added
+    GROUP BY account_id, emailing_id, kind, coalesce(country, '')
+    ON CONFLICT (account_id, emailing_id, kind, country) DO UPDATE SET
         n = t.n + excluded.n, firsts = t.firsts + excluded.firsts
 ), per_link AS (
     INSERT INTO link_counts AS t (account_id, link_id, emailing_id, n, firsts)

@@ -128,6 +128,14 @@ DERIVE = (
         coalesce(e.os, '')
     ON CONFLICT (account_id, emailing_id, device, client, os) DO UPDATE SET
         firsts = firsts + excluded.firsts""",
+    """INSERT INTO country_counts (account_id, emailing_id, kind, country, n, firsts)
+    SELECT b.account_id, b.emailing_id, b.kind, coalesce(e.country, ''), 0, -count(*)
+    FROM firsts f JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
+        = (f.kind, f.destination_id, f.link_id)
+    JOIN events e ON e.id = f.event_id
+    WHERE b.first = 1 GROUP BY b.account_id, b.emailing_id, b.kind, coalesce(e.country, '')
+    ON CONFLICT (account_id, emailing_id, kind, country) DO UPDATE SET
+        firsts = firsts + excluded.firsts""",
     """UPDATE events SET first = 0 WHERE id IN (SELECT f.event_id FROM firsts f
         JOIN temp.batch b ON (b.kind, b.destination_id, b.link_id)
             = (f.kind, f.destination_id, f.link_id) WHERE b.first = 1)""",
@@ -152,7 +160,15 @@ DERIVE = (
         n = n + excluded.n, firsts = firsts + excluded.firsts,
         retries = retries + excluded.retries, retried = retried + excluded.retried,
         min_ts = min(min_ts, excluded.min_ts), max_ts = max(max_ts, excluded.max_ts)""",
-    # the dashboard's counters (migration 0012_facets)
+    # the dashboard's counters (migration 0012_facets); countries from the rows just
+    # stored, as they are looked up on their way in (the batch's IDs are one run)
+    """INSERT INTO country_counts (account_id, emailing_id, kind, country, n, firsts)
+    SELECT account_id, emailing_id, kind, coalesce(country, ''), count(*), sum(first)
+    FROM events WHERE id >= (SELECT min(id) FROM temp.batch)
+        AND id <= (SELECT max(id) FROM temp.batch)
+    GROUP BY account_id, emailing_id, kind, coalesce(country, '')
+    ON CONFLICT (account_id, emailing_id, kind, country) DO UPDATE SET
+        n = n + excluded.n, firsts = firsts + excluded.firsts""",
     """INSERT INTO slot_counts (account_id, emailing_id, kind, slot, n, firsts)
     SELECT account_id, emailing_id, kind, ts / 900, count(*), sum(first) FROM temp.batch
     GROUP BY account_id, emailing_id, kind, ts / 900

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from mailstats.errors import InvalidParameter, NotFound
-from mailstats.kinds import ABUSES, CLICKS, ERRORS, KINDS, UNSUBSCRIBES
+from mailstats.kinds import ABUSES, CLICKS, ERRORS, IMPRESSIONS, KINDS, UNSUBSCRIBES
 from mailstats.serialize import csv_chunks
 from mailstats.store import Account, Filter, Scope, Store
 from mailstats.store.charts import edges
@@ -59,14 +59,19 @@ def _figures(
 
 
 def _countries(
-    store: Store, scope: Scope, begin: int, end: int, people: bool = False
+    store: Store, scope: Scope, begin: int | None, end: int | None, people: bool = False
 ) -> list[dict[str, Any]]:
-    """Clicks and opens per country of origin, with each country's share of both."""
+    """Clicks and opens per country of origin, with each country's share of both (over
+    all time and every event: from the counters)."""
     rows = []
-    bots = "exclude" if people else "include"
-    for country, found in store.statistics_by_country(scope, begin, end, bots=bots).items():
-        clicks, unique = found["counts"]["clicks"]
-        opens = found["counts"]["impressions"][0]
+    if begin is None and end is None and not people:
+        found = store.charts.countries(scope, (CLICKS, IMPRESSIONS))
+        per = {c: (k.get(CLICKS.code, (0, 0)), k.get(IMPRESSIONS.code, (0, 0))) for c, k in found}
+    else:
+        bots = "exclude" if people else "include"
+        grouped = store.statistics_by_country(scope, begin, end, bots=bots)
+        per = {c: (f["counts"]["clicks"], f["counts"]["impressions"]) for c, f in grouped.items()}
+    for country, ((clicks, unique), (opens, _)) in per.items():
         if clicks or opens:
             rows.append({"country": country, "clicks": clicks, "unique": unique, "opens": opens})
     return sorted(rows, key=lambda r: (r["country"] == "", -r["clicks"] - r["opens"]))
@@ -158,7 +163,7 @@ def _emailing_page(
         "links": links,
         "clickmap": clickmap.render(emailing.html, store.links(emailing_id), per_link),
         "clients": charts.clients(store, scope, rng, people),
-        "countries": _countries(store, scope, rng.begin, rng.end - 1, people),
+        "countries": _countries(store, scope, begin, None if end is None else end - 1, people),
         "bounces": charts.bounces(store, scope, rng),
         "recent": {
             "errors": store.charts.recent(scope, ERRORS, "errorcode", begin, end),

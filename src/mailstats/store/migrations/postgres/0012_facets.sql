@@ -90,3 +90,17 @@ SELECT account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '')
     count(DISTINCT destination_id)
 FROM events WHERE kind = 4
 GROUP BY account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '');
+
+-- Events and `first` flags per country of origin (mailstats.geo; "" when unknown).
+CREATE TABLE country_counts (
+    account_id  BIGINT NOT NULL,
+    emailing_id BIGINT NOT NULL,
+    kind        BIGINT NOT NULL,
+    country     TEXT NOT NULL,
+    n           BIGINT NOT NULL,
+    firsts      BIGINT NOT NULL,
+    PRIMARY KEY (account_id, emailing_id, kind, country)
+);
+INSERT INTO country_counts (account_id, emailing_id, kind, country, n, firsts)
+SELECT account_id, emailing_id, kind, coalesce(country, ''), count(*), sum(first) FROM events
+GROUP BY account_id, emailing_id, kind, coalesce(country, '');

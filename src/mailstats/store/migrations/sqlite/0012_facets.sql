@@ -90,3 +90,17 @@ SELECT account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '')
     count(DISTINCT destination_id)
 FROM events WHERE kind = 4
 GROUP BY account_id, emailing_id, coalesce(errortype, ''), coalesce(errorcode, '');
+
+-- Events and `first` flags per country of origin (mailstats.geo; "" when unknown).
+CREATE TABLE country_counts (
+    account_id  INTEGER NOT NULL,
+    emailing_id INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    country     TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    firsts      INTEGER NOT NULL,
+    PRIMARY KEY (account_id, emailing_id, kind, country)
+) WITHOUT ROWID;
+INSERT INTO country_counts (account_id, emailing_id, kind, country, n, firsts)
+SELECT account_id, emailing_id, kind, coalesce(country, ''), count(*), sum(first) FROM events
+GROUP BY account_id, emailing_id, kind, coalesce(country, '');
