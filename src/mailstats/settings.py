@@ -103,7 +103,7 @@ class Settings:
     verdict_window: int = 60  # seconds until a verdict is settled (bots=exclude shows it)
     verdict_too_soon: int = 10  # seconds after the delivery or sending: too soon for a person
     verdict_burst_seconds: int = 1  # links followed this far apart make one burst ...
-    verdict_burst_links: int = 2  # ... when there are this many distinct ones
+    verdict_burst_links: int = 3  # ... when there are this many distinct ones
     verdict_networks: str = ""  # a file replacing the shipped list of address ranges
     verdict_agents: str = ""  # a file replacing the shipped list of user agent patterns
     extra: Mapping[str, Any] = field(default_factory=dict)

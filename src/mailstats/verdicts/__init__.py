@@ -161,7 +161,7 @@ class Rules:
     window: int = 60  # seconds after which an event's verdict is settled
     too_soon: int = 10  # seconds after the delivery or the sending: too soon for a person
     burst_seconds: int = 1  # links followed at most this far apart belong to one burst
-    burst_links: int = 2  # ... and this many distinct links of one message make a burst
+    burst_links: int = 3  # ... and this many distinct links of one message make a burst
     networks: Networks = field(default_factory=Networks.load, compare=False)
     agents: Agents = field(default_factory=Agents.load, compare=False)
 
