@@ -24,7 +24,7 @@ from mailstats.kinds import KINDS, Column, Kind, filterable
 from mailstats.reports import REASONS
 from mailstats.verdicts import REASONS as VERDICT_REASONS
 from mailstats.verdicts import VERDICTS
-from mailstats.web import openapi_charts, openapi_privacy, openapi_webhooks, ops
+from mailstats.web import openapi_charts, openapi_privacy, openapi_webhooks, ops, params
 from mailstats.web.api import (
     charts,
     destinations,
@@ -356,7 +356,7 @@ PARAMETERS: dict[str, Schema] = {
     ),
     "extended": _query(
         "extended",
-        {"type": "string", "enum": ["true", "false", "yes", "no", "1", "0"]},
+        {"type": "string", "enum": list(params.EXTENDED_VALUES)},
         "Add mailstats' own fields: device, os, client, verdict, reasons, country, asn, asnorg"
         " (clicks and opens), reason (errors); in statistics, implied opens and error reasons.",
     ),

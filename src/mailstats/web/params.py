@@ -290,10 +290,13 @@ def extended(query: Mapping[str, list[str]]) -> bool:
     value = scalar(query, "extended")
     if value is None:
         return False
-    text = value.strip().lower()
-    if text not in ("true", "false", "yes", "no", "") and _NUMBER.fullmatch(text) is None:
+    if value not in EXTENDED_VALUES:
         raise _invalid("extended", value, "expected true or false")
-    return parse_bool(value)
+    return value in ("true", "yes", "1")
+
+
+# What `extended` takes, exactly (the OpenAPI document lists the same); empty is false.
+EXTENDED_VALUES = ("true", "false", "yes", "no", "1", "0", "")
 
 
 BOTS = ("include", "exclude", "only")
