@@ -9,9 +9,8 @@ import click
 
 from mailstats import settings as settings_mod
 from mailstats.errors import MailstatsError
-from mailstats.geo import Geo
 from mailstats.settings import Settings
-from mailstats.store import Store, open_store
+from mailstats.store import Store, open_configured
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,16 +42,6 @@ def load_settings(**flags: Any) -> Settings:
 
 def open_db(settings: Settings) -> Store:
     try:
-        geo = Geo(settings.geo, settings.geo_paths)
-        return open_store(
-            settings.db,
-            pool_size=settings.pool_size,
-            block_bits=settings.block_bits,
-            capture=settings.capture,
-            capture_replicas=settings.capture_replicas,
-            capture_timeout=settings.commit_deadline_ms / 1000,
-            geo=geo,
-            rules=settings.verdict_rules(),
-        )
+        return open_configured(settings)
     except MailstatsError as exc:
         raise click.ClickException(exc.message) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailstats.errors import InvalidParameter
 from mailstats.geo import Geo
 from mailstats.store.base import (
@@ -19,6 +21,9 @@ from mailstats.store.core import Store
 from mailstats.store.events import Filter
 from mailstats.verdicts import Rules
 
+if TYPE_CHECKING:
+    from mailstats.settings import Settings
+
 __all__ = [
     "Account",
     "Destination",
@@ -30,8 +35,24 @@ __all__ = [
     "Scope",
     "Store",
     "TokenInfo",
+    "open_configured",
     "open_store",
 ]
+
+
+def open_configured(settings: Settings) -> Store:
+    """The store the settings name, as `serve` and every command open it: its capture,
+    geo data and verdict rules."""
+    return open_store(
+        settings.db,
+        pool_size=settings.pool_size,
+        block_bits=settings.block_bits,
+        capture=settings.capture,
+        capture_replicas=settings.capture_replicas,
+        capture_timeout=settings.commit_deadline_ms / 1000,
+        geo=Geo(settings.geo, settings.geo_paths),
+        rules=settings.verdict_rules(),
+    )
 
 
 def open_store(

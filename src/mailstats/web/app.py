@@ -14,9 +14,8 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from mailstats.errors import MailstatsError
-from mailstats.geo import Geo
 from mailstats.settings import Settings
-from mailstats.store import Store, open_store, privacy
+from mailstats.store import Store, open_configured, open_store, privacy
 from mailstats.store.derive import Indexer
 from mailstats.store.writer import Writer
 from mailstats.tracking.tokens import Signer
@@ -94,16 +93,7 @@ class App:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.owns_store = store is None
-        self.store = store or open_store(
-            settings.db,
-            pool_size=settings.pool_size,
-            block_bits=settings.block_bits,
-            capture=settings.capture,
-            capture_replicas=settings.capture_replicas,
-            capture_timeout=settings.commit_deadline_ms / 1000,
-            geo=Geo(settings.geo, settings.geo_paths),
-            rules=settings.verdict_rules(),
-        )
+        self.store = store or open_configured(settings)
         secret = self.store.secret(settings.secret.reveal() if settings.secret else None)
         self.store.backend.capture.start()
         # a hot standby for reads; never migrated from here (it follows the primary)
