@@ -24,7 +24,7 @@ import orjson
 from mailstats.kinds import KINDS, Kind
 from mailstats.reports.classify import reason
 from mailstats.store import Account, Event, Store
-from mailstats.tracking.devices import device
+from mailstats.tracking.devices import hit_values
 from mailstats.tracking.render import extract_links
 
 __all__ = ["EmailingSummary", "Options", "Progress", "Summary", "generate"]
@@ -425,9 +425,9 @@ class _Generator:
         """A mail-security gateway fetches the images and follows every link at once."""
         ts = delivered + self.rng.uniform(2, 40)
         ua, ip = self.rng.choice(SCANNERS), f"198.51.100.{self.rng.randint(200, 254)}"
-        self.add(m, IMPRESSIONS, ts, dest, (ip, ua, device(ua)))
+        self.add(m, IMPRESSIONS, ts, dest, hit_values(ip, ua))
         for link in m.links:
-            self.add(m, CLICKS, ts + self.rng.uniform(0, 2), dest, (ip, ua), link)
+            self.add(m, CLICKS, ts + self.rng.uniform(0, 2), dest, hit_values(ip, ua), link)
 
     def opens(self, m: _Mailing, dest: int, p: Person, delivered: float) -> list[float]:
         rng = self.rng
@@ -440,7 +440,7 @@ class _Generator:
             times.append(ts)
             proxy = p.persona.proxy
             ip = f"198.51.100.{rng.randint(*proxy)}" if proxy else self.ip(p)
-            self.add(m, IMPRESSIONS, ts, dest, (ip, p.open_ua, device(p.open_ua)))
+            self.add(m, IMPRESSIONS, ts, dest, hit_values(ip, p.open_ua))
             ts += 60 + rng.expovariate(1 / (6 * HOUR))
         return times
 
@@ -451,7 +451,7 @@ class _Generator:
             after = opens[0] if number == 0 or rng.random() < 0.6 else rng.choice(opens)
             link = rng.choices(m.links, cum_weights=m.cum_weights)[0]
             ts = after + 3 + rng.expovariate(1 / 120)
-            self.add(m, CLICKS, ts, dest, (self.ip(p), p.click_ua), link)
+            self.add(m, CLICKS, ts, dest, hit_values(self.ip(p), p.click_ua), link)
 
     def unsubscribes_and_abuses(self, m: _Mailing) -> None:
         """A few opt out (mostly after reading), fewer still press 'this is spam'."""
@@ -463,7 +463,7 @@ class _Generator:
         others = rng.sample(m.delivered, min(len(m.delivered), count - len(readers)))
         for dest, p, after in {d[0]: d for d in [*readers, *others]}.values():
             ts = after + 30 + rng.expovariate(1 / (4 * HOUR))
-            self.add(m, UNSUBSCRIBES, ts, dest, (self.ip(p), p.click_ua))
+            self.add(m, UNSUBSCRIBES, ts, dest, hit_values(self.ip(p), p.click_ua))
             self.suppressed.add(p.profile)
         for dest, p, delivered in rng.sample(m.delivered, max(1, round(0.0005 * len(m.delivered)))):
             ts = delivered + 600 + rng.expovariate(1 / (20 * HOUR))
