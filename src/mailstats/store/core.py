@@ -377,10 +377,12 @@ class Store:
         return self.backend.stream(ev.stream_sql(kind, q), q.args, 0, size)
 
     def statistics(
-        self, scope: Scope, begin: int | None, end: int | None, bots: str = "include"
-    ) -> dict[str, Any]:
+        self, scope: Scope, begin: int | None, end: int | None, bots: str = "include",
+        *, uniques: bool = True,
+    ) -> dict[str, Any]:  # fmt: skip
         """Totals and uniques per kind; each unique equals its list's total with unique=true
-        (and the same `bots`)."""
+        (and the same `bots`). Without `uniques`, the uniques that only rows can count
+        (`bots=only`'s) are left 0, so that the totals alone cost only counters."""
         q = self._scoped(scope, begin, end)
         counted = None
         if scope.emailing_id is not None and scope.destination_id is None:
@@ -396,7 +398,9 @@ class Store:
         counts = {}
         for kind in KINDS.values():
             total, unique = _pick(kind, bots, sums.get(kind.code, (0, 0, 0, 0, 0)))
-            if unique is None:  # the earliest machine events: counted from rows
+            if unique is None and not uniques:
+                unique = 0
+            elif unique is None:  # the earliest machine events: counted from rows
                 flt = ev.Filter(begin, end, unique=True, bots=bots)
                 where = ev.where(kind, scope, flt, self.backend.placeholder, self.backend.like)
                 unique = int(self.backend.fetch(ev.count_sql(kind, where), where.args)[0][0])

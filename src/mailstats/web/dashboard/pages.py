@@ -50,7 +50,7 @@ def _figures(
     out["clicks"] = store.charts.recipients(scope, CLICKS, begin, end, people)
     out["totals"] = {name: pair[0] for name, pair in stats.items()}
     every = stats if not people else store.statistics(scope, begin, end)["counts"]
-    machines = store.statistics(scope, begin, end, "only")["counts"]
+    machines = store.statistics(scope, begin, end, "only", uniques=False)["counts"]
     out["machines"] = {
         name: round(machines[name][0] / every[name][0], 4) if every[name][0] else 0.0
         for name in ("impressions", "clicks")
