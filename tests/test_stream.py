@@ -35,6 +35,12 @@ def nats(tmp_path: Path) -> Iterator[Cluster]:
         yield c
 
 
+# Seconds a test waits for every redirected click to be listed: after a fault the cluster
+# elects its leaders again and the spool replays, which on a loaded machine takes a while
+# (a deadline so that a broken build fails rather than hangs, not a speed to meet).
+SETTLE = 120.0
+
+
 def _env(c: Cluster, tmp_path: Path) -> dict[str, str]:
     return {"MAILSTATS_CAPTURE": c.urls, "MAILSTATS_SPOOL": str(tmp_path / "spool")}
 
@@ -86,7 +92,7 @@ def test_clicks_captured_on_nats_land_once_and_the_backlog_drains(
             time.sleep(1.5)
         report = _backlog(db_url, env)
         assert report["messages"] == 0 and report["events"] == 0
-        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected, SETTLE), load.redirected)
         assert len(load.redirected) > 50
         # nothing went to the spool: every group commit was acknowledged by the stream
         assert not list((tmp_path / "spool").glob("*.spool"))
@@ -123,7 +129,7 @@ def test_the_stream_leader_killed_under_load_loses_nothing(
             time.sleep(1.0)
         assert during > 10, "redirects stopped while the stream elected a leader"
         assert load.failed == 0 and load.statuses == {302}  # every click redirected
-        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected, SETTLE), load.redirected)
         assert srv.stop() == 0
 
 
@@ -146,7 +152,7 @@ def test_the_whole_cluster_down_spools_then_replays(
         assert during > 10, "redirects stopped while the cluster was down"
         assert spooled, "nothing was spooled while the cluster was down"
         assert load.failed == 0 and load.statuses == {302}  # every click redirected
-        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected, SETTLE), load.redirected)
         _backlog(db_url, env)
         assert srv.stop() == 0
 
@@ -165,7 +171,7 @@ def test_a_node_started_before_its_cluster_serves_and_spools(
             nats.start_all()
             time.sleep(1.0)
         assert len(before_cluster) > 10 and load.statuses == {302}
-        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected, SETTLE), load.redirected)
         assert srv.stop() == 0
 
 
@@ -183,7 +189,7 @@ def test_a_tracking_node_killed_under_load_loses_nothing(
         time.sleep(1.0)
     try:
         assert len(load.redirected) > 50
-        _assert_exactly_once(_wait_for_all(db_url, load.redirected), load.redirected)
+        _assert_exactly_once(_wait_for_all(db_url, load.redirected, SETTLE), load.redirected)
     finally:
         assert srv.stop() == 0
 
