@@ -16,6 +16,7 @@ import pytest
 
 from mailstats.kinds import KINDS
 from mailstats.store import Event, open_store
+from mailstats.tracking.devices import hit_values
 from tests import server
 from tests.helpers import utc
 
@@ -76,19 +77,15 @@ def seed(db_url: str) -> dict[str, Any]:
         for n, dest in enumerate(dests):
             add("deliveries", dest, start + n, (1,))
             for k in range(n % 3 + 1):
-                ua, device = (IPHONE, "mobile") if n % 2 else (FIREFOX, "desktop")
-                add(
-                    "impressions",
-                    dest,
-                    start + 600 + n * 3000 + k * 40000,
-                    ("192.0.2.1", ua, device),
-                )
+                ua = IPHONE if n % 2 else FIREFOX  # as captured: with its parsed names
+                add("impressions", dest, start + 600 + n * 3000 + k * 40000,
+                    hit_values("192.0.2.1", ua))  # fmt: skip
             for k in range(n % 4):
-                add("clicks", dest, start + 900 + n * 3100 + k * 50000, ("192.0.2.1", FIREFOX),
-                    link_ids[(n + k) % 3])  # fmt: skip
+                add("clicks", dest, start + 900 + n * 3100 + k * 50000,
+                    hit_values("192.0.2.1", FIREFOX), link_ids[(n + k) % 3])  # fmt: skip
         add("errors", dests[7], start + 50, ("5.1.1", "550", "no such user", "hard", "userunknown"))
         add("abuses", dests[6], start + 90000, ('{"type": "abuse"}',))
-        add("unsubscribes", dests[5], start + 100000, ("192.0.2.1", FIREFOX))
+        add("unsubscribes", dests[5], start + 100000, hit_values("192.0.2.1", FIREFOX))
         store.insert_events(events)
         other = store.ensure_account("other", "Europe/Amsterdam")
         theirs = store.create_emailing(
