@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +18,18 @@ from mailstats.store import Store, privacy, subjects
 
 def _open(db: str | None, config_file: str | None) -> Store:
     return open_db(load_settings(db=db, config_file=config_file))
+
+
+@contextmanager
+def _opened(db: str | None, config_file: str | None) -> Iterator[Store]:
+    """The store, closed after; a refusal of the store's is a one-line error."""
+    store = _open(db, config_file)
+    try:
+        yield store
+    except MailstatsError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        store.close()
 
 
 def _echo_json(data: Any) -> None:
@@ -38,13 +52,8 @@ def show(name: str, db: str | None, config_file: str | None) -> None:
 
     Example: mailstats account show --account acme
     """
-    store = _open(db, config_file)
-    try:
+    with _opened(db, config_file) as store:
         _echo_json(privacy.get(store, store.account(name).id).as_json())
-    except MailstatsError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        store.close()
 
 
 @account.command(name="set")
@@ -78,13 +87,8 @@ def set_(name: str, ip: str | None, useragent: str | None, retention: tuple[str,
             else:
                 raise click.UsageError(f"--retention {item}: KIND=DAYS or KIND=forever")
         changes["retention"] = days
-    store = _open(db, config_file)
-    try:
+    with _opened(db, config_file) as store:
         _echo_json(privacy.put(store, store.account(name).id, changes).as_json())
-    except MailstatsError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        store.close()
 
 
 @account.command()
@@ -95,8 +99,7 @@ def scrub(name: str, db: str | None, config_file: str | None) -> None:
 
     Example: mailstats account scrub --account acme
     """
-    store = _open(db, config_file)
-    try:
+    with _opened(db, config_file) as store:
         acct = store.account(name)
         with click.progressbar(length=1, label="Scrubbing", file=sys.stderr) as bar:
 
@@ -106,10 +109,6 @@ def scrub(name: str, db: str | None, config_file: str | None) -> None:
 
             changed = privacy.scrub(store, acct.id, progress=progress)
         click.echo(f"{changed} events changed")
-    except MailstatsError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        store.close()
 
 
 @click.command()
@@ -122,15 +121,10 @@ def erase(name: str, email: str, db: str | None, config_file: str | None) -> Non
 
     Example: mailstats erase --account acme --email ann@example.org
     """
-    store = _open(db, config_file)
-    try:
+    with _opened(db, config_file) as store:
         acct = store.account(name)
         receipt = subjects.erase(store, acct.id, email, via="cli")
         _echo_json(receipt.as_json(ZoneInfo(acct.timezone)))
-    except MailstatsError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        store.close()
 
 
 @click.command(name="subject-export")
@@ -142,15 +136,10 @@ def subject_export(name: str, email: str, db: str | None, config_file: str | Non
 
     Example: mailstats subject-export --account acme --email ann@example.org > ann.json
     """
-    store = _open(db, config_file)
-    try:
+    with _opened(db, config_file) as store:
         acct = store.account(name)
         found = subjects.access(store, acct.id, email)
         _echo_json(subjects.document(found, ZoneInfo(acct.timezone)))
-    except MailstatsError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        store.close()
 
 
 @click.command()
