@@ -282,18 +282,22 @@ class PostgresBackend(Backend):
         low, high = span
         if not self.partitions.cover({int(low), int(high)}):
             raise _NeedsPartitions({int(low), int(high)})
-        source, taking, places = _LOG_SOURCE, limit, None
-        if self.geo.on:  # the rows are named, so those looked up are those taken
-            listed = conn.execute(_LOG_ADDRESSES, (limit,)).fetchone()
-            if listed is None or not listed[0]:
+        source, places = _LOG_SOURCE, None
+        taking: int | list[int] = limit
+        # the hits' address and agent as captured, before privacy trims what is stored
+        if self.geo.on:  # one read for both; the rows are named, so those looked up are taken
+            oldest = conn.execute(_LOG_OLDEST, (limit,)).fetchall()
+            if not oldest:
                 return Derived()
-            source, taking = _LOG_SOURCE_LISTED, listed[0]
-            places = self._places(conn, listed[1] or (), added)
+            source, taking = _LOG_SOURCE_LISTED, [row[0] for row in oldest]
+            hits = [row[1:] for row in oldest if row[2] in verdicts.KIND_CODES]
+            cut = _BOUNDS["ip"]
+            places = self._places(conn, {row[3][:cut] for row in oldest if row[3]}, added)
+        else:
+            hits = conn.execute(verdicts.POSTGRES_CAPTURED, (limit,)).fetchall()
         sql = _insert_sql(_LOG_COLUMNS, bits, source, places is not None)
         params = [*(places or ()), taking]
         stored = _last_id(conn)
-        # the hits' address and agent as captured, before privacy trims what is stored
-        hits = conn.execute(verdicts.POSTGRES_CAPTURED, (limit,)).fetchall()
         row = conn.execute(sql, params, prepare=False).fetchone()
         assert row is not None
         new, unseated_ids, unseated_ts, taken, batched, captured = row
@@ -479,13 +483,9 @@ _VERDICT_KINDS = ", ".join(str(k.code) for k in KINDS.values() if k.verdicts)
 _LOG_SPAN = """
 SELECT min(ts), max(ts) FROM (SELECT ts FROM capture_log ORDER BY id LIMIT %s) oldest
 """
-# With geo on: their IDs and distinct addresses (as the batch cuts them), for the lookup
-# before the insert, which then takes exactly these rows (others may arrive meanwhile).
-_LOG_ADDRESSES = f"""
-SELECT array_agg(id ORDER BY id),
-    array_agg(DISTINCT left(ip, {_BOUNDS["ip"]})) FILTER (WHERE ip IS NOT NULL AND ip <> '')
-FROM (SELECT id, ip FROM capture_log ORDER BY id LIMIT %s) oldest
-"""
+# With geo on: the rows themselves, read once for the address lookup before the insert (which
+# then takes exactly these rows: others may arrive meanwhile) and for the verdicts' hints.
+_LOG_OLDEST = "SELECT id, key, kind, ip, useragent FROM capture_log ORDER BY id LIMIT %s"
 # Organisations are kept once each; the insert finds their IDs by (asn, name).
 # (The process keeps the IDs of committed rows; one another process added is updated
 # in place, so that its ID is returned too.)

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 from mailstats import verdicts as v
 from mailstats.kinds import CLICKS, DELIVERIES, KINDS
 
-_KINDS = ", ".join(str(kind.code) for kind in KINDS.values() if kind.verdicts)
+KIND_CODES = frozenset(kind.code for kind in KINDS.values() if kind.verdicts)
+_KINDS = ", ".join(str(code) for code in sorted(KIND_CODES))
 _GROUP = "kind, destination_id, link_id"
 # The trap link's place in its template: none (-2; the relay's own links have -1).
 TRAP_START = -2
