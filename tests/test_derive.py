@@ -245,3 +245,29 @@ def test_two_processes_share_one_database_and_one_indexer(db_url: str, tmp_path:
     finally:
         first.stop(signal.SIGKILL)
         assert second.stop() == 0
+
+
+def test_a_node_without_the_indexer_captures_and_leaves_deriving_to_another(
+    db_url: str, tmp_path: Path
+) -> None:
+    token = server.make_token(db_url)
+    tracking = server.start(db_url, env={"MAILSTATS_SPOOL": str(tmp_path / "spool1"),
+                                         "MAILSTATS_INDEXER": "false"})  # fmt: skip
+    indexing = None
+    try:
+        links = _tracked_links(tracking.url, token, 5)
+        clicked = _click_all(links, "tracked")
+        time.sleep(1.5)  # longer than the indexer's interval and role retry: nothing derives
+        out = _mailstats("backlog", "--db", db_url, "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["events"] == len(links)
+        assert _stored_agents(db_url) == []
+        # a process that may index (an API node) takes the role and derives what waited
+        indexing = server.start(db_url, env={"MAILSTATS_SPOOL": str(tmp_path / "spool2")})
+        clicked |= _click_all(links, "more")  # the tracking node keeps capturing
+        assert _mailstats("backlog", "--db", db_url, "--wait", "20").returncode == 0
+        assert sorted(_stored_agents(db_url)) == sorted(clicked)
+    finally:
+        assert tracking.stop() == 0
+        if indexing is not None:
+            assert indexing.stop() == 0

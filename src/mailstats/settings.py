@@ -88,6 +88,9 @@ class Settings:
     ready_spool_bytes: int = 64 * 1024 * 1024  # /readyz fails with more than this spooled
     ready_backlog_seconds: float = 60.0  # ... or with a captured event older than this
     retention_interval: float = 3600.0  # seconds between retention passes in serve; 0: none
+    # whether this process may take the database's indexer role (derive, retention); off for
+    # tracking and read nodes, so that their event loop never waits on a derive step
+    indexer: bool = True
     # Webhooks (mailstats.webhooks): the dispatcher runs in every serving process
     webhook_dispatch: bool = True
     webhook_allowed_networks: tuple[Network, ...] = ()  # reachable over http, and private ones

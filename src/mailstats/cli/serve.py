@@ -42,6 +42,7 @@ def _env_for_workers(settings: Settings) -> None:
         "commit_deadline_ms": settings.commit_deadline_ms, "access_log": settings.access_log,
         "trusted_proxies": ",".join(str(n) for n in settings.trusted_proxies),
         "log_format": settings.log_format, "retention_interval": settings.retention_interval,
+        "indexer": settings.indexer,
         "metrics_allow": ",".join(str(n) for n in settings.metrics_allow),
         "webhook_dispatch": settings.webhook_dispatch,
         "webhook_allowed_networks": ",".join(str(n) for n in settings.webhook_allowed_networks),
@@ -76,6 +77,11 @@ def _env_for_workers(settings: Settings) -> None:
     help="Proxy address or network whose X-Forwarded-For counts",
 )
 @click.option("--rate-limit", type=float, help="API requests per second per token (0: off)")
+@click.option(
+    "--indexer/--no-indexer",
+    default=None,
+    help="Whether this process may derive the capture log (off: another process does) [on]",
+)
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), help="Log lines as text or JSON [text]"
 )

@@ -42,8 +42,10 @@ class Indexer:
     """A thread that derives the capture log whenever this process holds the indexer role."""
 
     def __init__(self, backend: Backend, *, batch: int = BATCH, interval: float = INTERVAL,
-                 role_retry: float = 1.0) -> None:  # fmt: skip
+                 role_retry: float = 1.0, enabled: bool = True) -> None:  # fmt: skip
+        """`enabled` False: the role is never taken here (another process derives)."""
         self.backend = backend
+        self.enabled = enabled
         self.batch = batch
         self.interval = interval
         self.role_retry = role_retry
@@ -53,7 +55,8 @@ class Indexer:
         self._hurry = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mailstats-indexer", daemon=True)
-        self._thread.start()
+        if enabled:
+            self._thread.start()
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything captured so far is derived (by whichever process holds the
@@ -101,6 +104,8 @@ class Indexer:
         Anything still in the log then waits there for the next indexer."""
         self._stop.set()
         self._hurry.set()
+        if not self.enabled:
+            return
         self._thread.join()
         deadline = time.monotonic() + drain
         try:

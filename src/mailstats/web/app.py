@@ -102,8 +102,12 @@ class App:
             if settings.read_db
             else None
         )
-        self.indexer = Indexer(self.store.backend)
-        self.retention = privacy.Retention(self.store, settings.retention_interval)
+        # with `indexer` off, another process derives (and runs retention): this one never
+        # takes the role, and its drain() waits for that process
+        self.indexer = Indexer(self.store.backend, enabled=settings.indexer)
+        self.retention = privacy.Retention(
+            self.store, settings.retention_interval if settings.indexer else 0
+        )
         # pushes the webhook outbox; any number of processes may run one (see dispatcher)
         self.dispatcher = Dispatcher(self.store, settings) if settings.webhook_dispatch else None
         writer = Writer(
